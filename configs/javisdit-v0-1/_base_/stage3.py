@@ -1,0 +1,35 @@
+# Stage-3 model initialisation, conditioning masks and optimisation, shared by stage3_jav*.py.
+_base_ = ["./jav_model.py"]
+
+model = dict(
+    only_train_audio=False,
+    # Later files override overlapping keys: the stage-1 audio branch, then Open-Sora's video branch.
+    weight_init_from=["./checkpoints/JavisDiT-v0.1-audio", "./checkpoints/OpenSora-STDiT-v3/model.safetensors"],
+)
+
+# Share of training samples per conditioning task (the rest, 0.70, is plain joint generation). The
+# order matters: a task is drawn by comparing one uniform number with the cumulative ratios.
+mask_ratios = dict(
+    random=0.01,
+    video_to_audio=0.05,
+    audio_to_video=0.05,
+    sound_image_animate=0.03,
+    intepolate=0.03,  # sic: the original's name
+    quarter_random=0.005,
+    quarter_head=0.05,
+    quarter_tail=0.005,
+    quarter_head_tail=0.005,
+    image_random=0.005,
+    image_head=0.05,
+    image_tail=0.005,
+    image_head_tail=0.005,
+)
+
+epochs = 2
+ckpt_every = 50
+load = None
+lr = 1e-4
+warmup_steps = 1000
+ema_decay = 0.99
+adam_eps = 1e-15
+grad_clip = 1.0

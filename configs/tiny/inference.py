@@ -1,0 +1,24 @@
+# A tiny, randomly initialised joint model for CPU tests and offline demos: the v0.1 sampling
+# recipe at a size that runs in seconds. No weights are downloaded.
+_base_ = ["../javisdit-v0-1/inference/sample.py"]
+
+resolution = "144p"
+num_frames = 17
+save_dir = "./samples/tiny/"
+dtype = "fp32"
+verbose = 1
+
+model = dict(
+    from_pretrained=None,
+    depth=2,
+    hidden_size=64,
+    num_heads=4,
+    enable_flash_attn=False,
+    enable_layernorm_kernel=False,
+)
+prior_encoder = dict(
+    from_pretrained=None,
+    enable_flash_attn=False,
+    enable_layernorm_kernel=False,
+)
+scheduler = dict(num_sampling_steps=4)

@@ -1,0 +1,19 @@
+# Stage 1 at test size: a tiny audio branch trained for a few steps on CPU from random weights.
+_base_ = ["../javisdit-v0-1/train/stage1_audio.py"]
+
+dtype = "fp32"
+bucket_config = {"_delete_": True, "144p": {17: (1.0, 2)}}  # replaces the whole table
+num_workers = 0
+num_bucket_build_workers = 1
+model = dict(
+    weight_init_from=[],
+    depth=2,
+    hidden_size=64,
+    num_heads=4,
+    enable_flash_attn=False,
+    enable_layernorm_kernel=False,
+)
+epochs = 1
+log_every = 1
+ckpt_every = 2
+warmup_steps = 2

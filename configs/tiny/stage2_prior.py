@@ -1,0 +1,12 @@
+# Stage 2 at test size: the prior's contrastive objective for a few steps on CPU.
+_base_ = ["../javisdit-v0-1/train/stage2_prior.py"]
+
+dtype = "fp32"
+bucket_config = {"_delete_": True, "144p": {17: (1.0, 2)}}  # replaces the whole table
+num_workers = 0
+num_bucket_build_workers = 1
+model = dict(enable_flash_attn=False, enable_layernorm_kernel=False)
+epochs = 1
+log_every = 1
+ckpt_every = 2
+warmup_steps = 2

@@ -1,0 +1,79 @@
+"""Top-level config keys the scripts fill in when a config leaves them out.
+
+These are the original scripts' fallbacks (PIPELINE.md §1.4), with its inconsistencies settled: ``dtype``
+is ``bf16`` everywhere, and training writes to ``runs/`` as the README promises. A key listed here is
+also a valid target of ``--cfg-options`` even when the config file does not mention it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INFERENCE_DEFAULTS: dict[str, Any] = dict(
+    dtype="bf16",
+    seed=1024,
+    verbose=1,
+    audio_only=False,
+    prompt=None,
+    prompt_path=None,
+    start_index=0,
+    end_index=None,
+    batch_size=1,
+    num_sample=1,
+    sample_name=None,
+    prompt_as_path=False,
+    save_dir="./samples/samples/",
+    num_frames="4s",
+    resolution="240p",
+    aspect_ratio="9:16",
+    image_size=None,
+    fps=24,
+    frame_interval=1,
+    save_fps=None,  # None: fps // frame_interval
+    audio_fps=16000,
+    multi_resolution=None,
+    aes=None,
+    flow=None,
+    camera_motion=None,
+    model_path=None,
+)
+
+TRAINING_DEFAULTS: dict[str, Any] = dict(
+    dtype="bf16",
+    seed=1024,
+    outputs="runs",
+    plugin="zero2",
+    grad_clip=0.0,
+    grad_checkpoint=False,
+    reduce_bucket_size_in_m=20,
+    batch_size=None,
+    num_workers=4,
+    prefetch_factor=None,
+    num_bucket_build_workers=1,
+    lr=1e-4,
+    weight_decay=0.0,
+    adam_eps=1e-8,
+    warmup_steps=None,
+    epochs=1000,
+    log_every=1,
+    ckpt_every=0,
+    ema_decay=0.9999,
+    save_total_limit=None,
+    wandb=False,
+    record_time=False,
+    load=None,
+    start_from_scratch=False,
+    load_va_features=False,
+    load_text_features=False,
+    audio_only=False,
+    model_path=None,
+)
+
+#: ``scripts/train_prior.py`` (stage 2) differs from ``scripts/train.py`` only here.
+PRIOR_TRAINING_DEFAULTS: dict[str, Any] = {**TRAINING_DEFAULTS, "lr": 1e-5, "batch_size": 1}
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "inference": INFERENCE_DEFAULTS,
+    "train": TRAINING_DEFAULTS,
+    "train_prior": PRIOR_TRAINING_DEFAULTS,
+}

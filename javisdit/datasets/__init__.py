@@ -1,0 +1,1 @@
+"""Training datasets. Importing this package registers them in ``javisdit.registry.DATASETS``."""

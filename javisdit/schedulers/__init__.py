@@ -1,0 +1,1 @@
+"""Diffusion schedulers. Importing this package registers them in ``javisdit.registry.SCHEDULERS``."""

@@ -1,0 +1,90 @@
+"""--cfg-options: typed dotted overrides, and clear errors for unknown paths and bad values."""
+
+import pytest
+
+from javisdit.config import parse_configs, parse_value
+from javisdit.errors import ConfigError
+
+BASE = """
+seed = 42
+fps = 24
+num_frames = "4s"
+resolution = "240p"
+flow = None
+model = dict(type="VASTDiT3-XL/2", qk_norm=True, audio_patch_size=(4, 1), weight_init_from=[])
+scheduler = dict(type="rflow", cfg_scale=7.0, num_sampling_steps=30)
+audio_cfg = dict(preprocessing=dict(audio=dict(sampling_rate=16000)))
+bucket_config = {"144p": {51: (1.0, 16)}}
+"""
+
+
+@pytest.fixture
+def path(write_config):
+    return write_config(BASE)
+
+
+def options(path, *items, mode="inference"):
+    return parse_configs(mode, [path, "--cfg-options", *items])
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("2", 2), ("2.5", 2.5), ("1e-4", 1e-4), ("true", True), ("No", False), ("None", None), ("null", None),
+     ("[1, 2]", [1, 2]), ("(4,1)", (4, 1)), ("{'a': 1}", {"a": 1}), ("'quoted'", "quoted"),
+     ("./checkpoints/x", "./checkpoints/x"), ("hpcai-tech/OpenSora-VAE-v1.2", "hpcai-tech/OpenSora-VAE-v1.2")],
+)
+def test_parse_value(text, value):
+    assert parse_value(text) == value
+
+
+def test_nested_and_top_level(path):
+    cfg = options(path, "model.depth=2", "model.hidden_size=64", "scheduler.cfg_scale=5", "seed=7",
+                  "audio_cfg.preprocessing.audio.sampling_rate=22050", "model.qk_norm=no",
+                  "model.audio_patch_size=[2,1]", "bucket_config.144p.51=(0.5,8)")
+    assert cfg.model.depth == 2 and cfg.model.hidden_size == 64
+    assert cfg.scheduler.cfg_scale == 5.0 and isinstance(cfg.scheduler.cfg_scale, float)
+    assert cfg.seed == 7
+    assert cfg.audio_cfg.preprocessing.audio.sampling_rate == 22050
+    assert cfg.model.qk_norm is False
+    assert cfg.model.audio_patch_size == (2, 1)  # keeps the config's tuple type
+    assert cfg.bucket_config["144p"][51] == (0.5, 8)
+
+
+def test_text_slots_keep_text(path):
+    cfg = options(path, "resolution=256", "num_frames=102", "flow=5")
+    assert cfg.resolution == "256" and cfg.num_frames == "102"
+    assert cfg.flow == 5  # a None slot takes the parsed value
+
+
+def test_script_default_keys_are_known(path):
+    assert options(path, "verbose=0").verbose == 0
+    assert options(path, "lr=2e-5", mode="train").lr == 2e-5
+
+
+def test_options_win_over_flags(path):
+    cfg = parse_configs("inference", [path, "--cfg-scale", "3", "--cfg-options", "scheduler.cfg_scale=4"])
+    assert cfg.scheduler.cfg_scale == 4.0
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("modle.depth=2", "--cfg-options modle.depth: the config has no section 'modle'"),
+        ("audio_cfg.preprocessing.audoi.x=1", "the config has no section 'audio_cfg.preprocessing.audoi'"),
+        ("seed.x=1", "the config has no section 'seed'"),
+        ("audio_cfg.preprocessing.audio.rate=1", "unknown key 'rate' in section 'audio_cfg.preprocessing.audio'"),
+        ("sed=1", "--cfg-options sed: unknown key 'sed' in the config"),
+        ("lr=1e-4", "unknown key 'lr' in the config"),  # a training key in an inference run
+        ("seed=abc", "--cfg-options seed=abc: expected an integer"),
+        ("seed=1.5", "expected an integer"),
+        ("model.qk_norm=maybe", "--cfg-options model.qk_norm=maybe: expected a boolean"),
+        ("scheduler.cfg_scale=high", "expected a number"),
+        ("model.weight_init_from=abc", "expected a list"),
+        ("model", "expected KEY=VALUE"),
+        ("=3", "expected KEY=VALUE"),
+        ("model..depth=2", "expected KEY=VALUE"),
+    ],
+)
+def test_errors(path, item, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        options(path, item)
