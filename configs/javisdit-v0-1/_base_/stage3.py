@@ -1,5 +1,5 @@
 # Stage-3 model initialisation, conditioning masks and optimisation, shared by stage3_jav*.py.
-_base_ = ["./jav_model.py"]
+_base_ = ["./jav_model.py", "./dit_optim.py"]
 
 model = dict(
     only_train_audio=False,
@@ -27,9 +27,3 @@ mask_ratios = dict(
 
 epochs = 2
 ckpt_every = 50
-load = None
-lr = 1e-4
-warmup_steps = 1000
-ema_decay = 0.99
-adam_eps = 1e-15
-grad_clip = 1.0

@@ -1,7 +1,7 @@
 # Stage 1: train the audio branch on audio-caption pairs, initialised from Open-Sora's STDiT-v3 video
 # branch (audio blocks are copied from the video blocks). Video inputs are placeholders.
 _base_ = ["../_base_/run.py", "../_base_/encoders.py", "../_base_/audio.py", "../_base_/vastdit3.py",
-          "../_base_/rflow_train.py"]
+          "../_base_/rflow_train.py", "../_base_/dit_optim.py"]
 
 audio_only = True
 load_text_features = False
@@ -30,9 +30,3 @@ model = dict(
 
 epochs = 50
 ckpt_every = 250
-load = None
-lr = 1e-4
-warmup_steps = 1000
-ema_decay = 0.99
-adam_eps = 1e-15
-grad_clip = 1.0
