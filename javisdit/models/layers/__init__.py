@@ -1,0 +1,1 @@
+"""Building blocks shared by the diffusion backbones: attention, norms, embeddings, MLP."""

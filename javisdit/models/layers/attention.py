@@ -1,0 +1,190 @@
+"""One attention function for the whole package, and the attention layers of the DiT blocks.
+
+``attention()`` runs ``torch.nn.functional.scaled_dot_product_attention`` by default. flash-attn is
+used instead when it is installed, enabled, on CUDA, in half precision and without a mask; ``eager``
+is an explicit softmax(QK^T)V with an fp32 softmax (the original's fallback path, kept for parity
+checks and benchmarks). Shapes: ``B`` batch, ``H`` heads, ``N`` queries, ``L`` keys, ``D`` head dim.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from javisdit.models.layers.norms import RMSNorm
+from javisdit.models.layers.rope import RotaryEmbedding
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("sdpa", "flash", "eager")
+
+
+@lru_cache(maxsize=1)
+def _flash_attn_func():
+    try:
+        from flash_attn import flash_attn_func
+    except ImportError:
+        return None
+    return flash_attn_func
+
+
+@lru_cache(maxsize=None)
+def _log_backend_once(requested: str, used: str) -> None:
+    if requested != used:
+        logger.info("attention: %s requested, using %s", requested, used)
+    else:
+        logger.info("attention: using %s", used)
+
+
+def flash_available() -> bool:
+    """Whether the flash-attn package can be imported."""
+    return _flash_attn_func() is not None
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    backend: str = "sdpa",
+) -> torch.Tensor:
+    """Scaled dot-product attention with scale ``D ** -0.5``.
+
+    Args:
+        q: [B, H, N, D]; k, v: [B, H, L, D].
+        mask: optional bool mask broadcastable to [B, H, N, L], True where a query may attend.
+        backend: ``sdpa`` (default), ``flash`` (falls back to sdpa where it cannot run) or ``eager``.
+
+    Returns:
+        [B, H, N, D] in the dtype of ``q``.
+    """
+    if backend == "flash":
+        flash = _flash_attn_func()
+        if flash is not None and mask is None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+            _log_backend_once("flash", "flash")
+            out = flash(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+            return out.transpose(1, 2)
+        _log_backend_once("flash", "sdpa")
+        backend = "sdpa"
+    if backend == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if backend == "eager":
+        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.float().softmax(dim=-1).to(q.dtype) @ v
+    raise ValueError(f"unknown attention backend {backend!r}; valid: {', '.join(BACKENDS)}")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with optional per-head qk-RMSNorm, then RoPE."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool = False, backend: str = "sdpa"):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"hidden size {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor, rope: RotaryEmbedding | None = None) -> torch.Tensor:
+        """x: [B, N, C] -> [B, N, C]; ``rope`` rotates queries and keys along N."""
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = rope(q), rope(k)
+        out = attention(q, k, v, backend=self.backend)
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head cross-attention from tokens to a condition sequence (text or prior tokens).
+
+    With ``share_across_batch`` every query attends to the condition tokens of *all* samples of the
+    batch, which is what the original's un-masked packed attention did for the ST-prior blocks.
+    """
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"hidden size {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q_linear = nn.Linear(dim, dim)
+        self.kv_linear = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        cond_mask: torch.Tensor | None = None,
+        share_across_batch: bool = False,
+    ) -> torch.Tensor:
+        """x: [B, N, C]; cond: [B, L, C]; cond_mask: [B, L] bool (True = a real token) -> [B, N, C]."""
+        B, N, C = x.shape
+        L = cond.shape[1]
+        q = self.q_linear(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv_linear(cond).view(B, L, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        mask = None
+        if share_across_batch:
+            if cond_mask is not None:
+                raise ValueError("a condition mask cannot be combined with batch-shared condition tokens")
+            # [B, H, L, D] -> [1, H, B*L, D], seen by every sample
+            k = k.transpose(0, 1).reshape(1, self.num_heads, B * L, self.head_dim).expand(B, -1, -1, -1)
+            v = v.transpose(0, 1).reshape(1, self.num_heads, B * L, self.head_dim).expand(B, -1, -1, -1)
+        elif cond_mask is not None:
+            mask = cond_mask[:, None, None, :]
+        out = attention(q, k, v, mask=mask)
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+class BiCrossAttention(nn.Module):
+    """Bidirectional cross-attention between two token sets that share one similarity matrix.
+
+    Modality 1 queries modality 2 with ``m1_proj``/``m2_proj`` as query/key; modality 2 queries
+    modality 1 with the same projections swapped, so the two softmaxes run along opposite axes of
+    the same scores.
+    """
+
+    def __init__(self, m1_dim: int, m2_dim: int, embed_dim: int, num_heads: int):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embedding size {embed_dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.m1_proj = nn.Linear(m1_dim, embed_dim)
+        self.m2_proj = nn.Linear(m2_dim, embed_dim)
+        self.values_m1_proj = nn.Linear(m1_dim, embed_dim)
+        self.values_m2_proj = nn.Linear(m2_dim, embed_dim)
+        self.out_m1_proj = nn.Linear(embed_dim, m1_dim)
+        self.out_m2_proj = nn.Linear(embed_dim, m2_dim)
+        for layer in (self.m1_proj, self.m2_proj, self.values_m1_proj, self.values_m2_proj,
+                      self.out_m1_proj, self.out_m2_proj):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, _ = x.shape
+        return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        B, _, L, _ = x.shape
+        return x.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)
+
+    def forward(self, m1: torch.Tensor, m2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """m1: [B, L1, C1], m2: [B, L2, C2] -> updates of the same shapes."""
+        q1, k2 = self._heads(self.m1_proj(m1)), self._heads(self.m2_proj(m2))
+        v1, v2 = self._heads(self.values_m1_proj(m1)), self._heads(self.values_m2_proj(m2))
+        out1 = attention(q1, k2, v2)
+        out2 = attention(k2, q1, v1)
+        return self.out_m1_proj(self._merge(out1)), self.out_m2_proj(self._merge(out2))
