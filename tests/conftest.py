@@ -12,6 +12,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 V01_CONFIGS = REPO / "configs" / "javisdit-v0-1"
@@ -57,3 +58,57 @@ def write_config(tmp_path):
         return str(path)
 
     return write
+
+
+SPEC = REPO.parent / "shared" / "spec"
+
+
+def read_manifest(name: str) -> dict[str, tuple[int, ...]]:
+    """State-dict keys -> shapes of a published checkpoint, in checkpoint order."""
+    shapes = {}
+    for line in (SPEC / "manifests" / f"{name}.tsv").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, shape = line.split("\t")[:2]
+            shapes[key] = tuple(int(v) for v in shape.strip("[]").split(",") if v)
+    return shapes
+
+
+TINY_VA = dict(type="VASTDiT3-tiny")
+
+
+@pytest.fixture
+def tiny_inputs():
+    """Inputs of the tiny VASTDiT3 forward for a batch of B (odd video size on purpose)."""
+
+    def make(B: int = 2, T: int = 5, H: int = 9, W: int = 11, Ta: int = 8, M: int = 16, L: int = 8, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        mask = torch.ones(B, L, dtype=torch.long)
+        mask[0, L // 2:] = 0  # a shorter caption
+        return dict(
+            x={"video": torch.randn(B, 4, T, H, W, generator=g), "audio": torch.randn(B, 8, Ta, M, generator=g)},
+            timestep=torch.linspace(900.0, 100.0, B),
+            y=torch.randn(B, 1, L, 32, generator=g),
+            mask=mask,
+            fps=torch.full((B,), 24.0),
+            height=torch.full((B,), float(H * 8)),
+            width=torch.full((B,), float(W * 8)),
+            spatial_prior=torch.randn(B, 32, 128, generator=g),
+            temporal_prior=torch.randn(B, 32, 128, generator=g),
+        )
+
+    return make
+
+
+def take_sample(inputs, i):
+    out = {k: v[i : i + 1] for k, v in inputs.items() if k != "x"}
+    out["x"] = {k: v[i : i + 1] for k, v in inputs["x"].items()}
+    return out
+
+
+def randomise_sync_modules(model):
+    """Give the zero-initialised sync modules weights, so that they act."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith(("video_st_prior_blocks", "audio_st_prior_blocks", "va_cross_blocks")):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)

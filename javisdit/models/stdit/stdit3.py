@@ -22,7 +22,7 @@ from javisdit.models.layers.embeddings import (
 )
 from javisdit.models.layers.rope import RotaryEmbedding, rope_frequencies
 from javisdit.models.stdit.blocks import FinalLayer, STDiT3Block
-from javisdit.models.stdit.config import STDiT3Config
+from javisdit.models.stdit.config import STDiT3Config, config_dict
 
 
 def check_shape(name: str, tensor: torch.Tensor | None, expected: tuple, described: str) -> None:
@@ -58,6 +58,10 @@ class STDiT3(nn.Module):
     @property
     def has_video_blocks(self) -> bool:
         return hasattr(self, "spatial_blocks")
+
+    def config_json(self) -> dict:
+        """The ``config.json`` written beside saved weights."""
+        return {"model_type": type(self).__name__, **config_dict(self.config)}
 
     def _dit_blocks(self, temporal: bool) -> nn.ModuleList:
         cfg = self.config

@@ -1,0 +1,229 @@
+"""The one weight loader: a Hugging Face hub id, a local folder or a single file, loaded strictly.
+
+``resolve_weights`` turns a ``from_pretrained`` value into a local path (downloading through
+``huggingface_hub`` when it is a hub id; ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and the local cache are
+honoured). ``read_state_dict`` reads ``*.safetensors`` (single or sharded with an index) or
+``pytorch_model*.bin`` (with ``weights_only=True``), from a file, a folder, or a training run's
+``model/`` sub-folder. ``load_state_dict_checked`` loads with every missing, unexpected or mis-shaped
+key reported by name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from javisdit.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_WEIGHT_FILES = ("model.safetensors", "diffusion_pytorch_model.safetensors", "pytorch_model.bin",
+                 "diffusion_pytorch_model.bin")
+_INDEX_FILES = ("model.safetensors.index.json", "diffusion_pytorch_model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
+
+
+class MissingWeightsError(UserError, FileNotFoundError):
+    """Weights that are neither on disk nor downloadable; the message says how to get them."""
+
+
+class WeightsMismatchError(UserError, ValueError):
+    """A checkpoint whose keys or shapes do not fit the model; the message lists them."""
+
+
+def is_hub_id(source: str) -> bool:
+    return bool(_HUB_ID.match(source)) and not source.startswith((".", "/"))
+
+
+def resolve_weights(source: str | os.PathLike, config_key: str = "from_pretrained",
+                    allow_patterns: list[str] | None = None) -> Path:
+    """A local path for ``source``: itself when it exists, else a hub snapshot.
+
+    Args:
+        source: a file, a folder, or a hub id such as ``JavisDiT/JavisDiT-v0.1-jav``.
+        config_key: the config key that named ``source``, quoted in error messages.
+        allow_patterns: files to fetch from the hub (default: configs and weights).
+
+    Raises:
+        MissingWeightsError: a local path that does not exist, or a hub id that is neither cached
+            nor downloadable (offline, no network, unknown repo); the message gives the download
+            command and the config key to point at a local folder.
+    """
+    path = Path(source)
+    if path.exists():
+        return path
+    source = str(source)
+    if not is_hub_id(source):
+        raise MissingWeightsError(f"{config_key}: no such file or folder: {source}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source, allow_patterns=allow_patterns or ["*.json", "*.safetensors", "*.bin"]))
+    except Exception as err:  # offline, network, unknown repository, gated repository, ...
+        name = source.split("/")[-1]
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise MissingWeightsError(
+            f"{config_key}: the weights {source!r} are not in the local Hugging Face cache and could not be "
+            f"downloaded ({type(err).__name__}: {reason}). Download them on a machine with access:\n"
+            f"    huggingface-cli download {source} --local-dir ./checkpoints/{name}\n"
+            f"then set {config_key}=./checkpoints/{name} (e.g. with --cfg-options {config_key}=./checkpoints/{name})."
+        ) from None
+
+
+def _read_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if path.suffix in (".bin", ".pt", ".pth"):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "module", "model"):  # training containers
+            if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
+                state = state[key]
+        return dict(state)
+    raise WeightsMismatchError(f"unsupported weights file {path} (use .safetensors, .bin, .pt or .pth)")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a weights file or folder (CPU).
+
+    A folder holds one of ``model.safetensors``, ``diffusion_pytorch_model.safetensors``,
+    ``pytorch_model.bin``, or shards listed by a ``*.index.json``; a training checkpoint folder holds
+    them in ``model/``.
+
+    Raises:
+        MissingWeightsError: the path or a shard does not exist, or a folder holds no weights.
+    """
+    path = Path(path)
+    if path.is_file():
+        return _read_file(path)
+    if not path.is_dir():
+        raise MissingWeightsError(f"no such file or folder: {path}")
+    for name in _INDEX_FILES:
+        index = path / name
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                if not (path / shard).is_file():
+                    raise MissingWeightsError(f"{index} lists the shard {shard}, which is missing")
+                state.update(_read_file(path / shard))
+            return state
+    for name in _WEIGHT_FILES:
+        if (path / name).is_file():
+            return _read_file(path / name)
+    if (path / "model").is_dir():
+        return read_state_dict(path / "model")
+    raise MissingWeightsError(
+        f"no weights in {path}: expected one of {', '.join(_WEIGHT_FILES)}, a sharded index "
+        f"({', '.join(_INDEX_FILES)}) or a model/ sub-folder"
+    )
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """The ``config.json`` beside the weights (also in a ``model/`` sub-folder), or ``{}``."""
+    path = Path(path)
+    for folder in (path, path / "model") if path.is_dir() else (path.parent,):
+        if (folder / "config.json").is_file():
+            return json.loads((folder / "config.json").read_text())
+    return {}
+
+
+@dataclass
+class LoadReport:
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+    def describe(self, limit: int = 20) -> str:
+        parts = []
+        for title, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("mis-shaped", self.mismatched)):
+            if keys:
+                shown = ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+                parts.append(f"{len(keys)} {title}: {shown}")
+        return "; ".join(parts)
+
+
+def load_state_dict_checked(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    source: str = "checkpoint",
+    allow_missing: Iterable[str] = (),
+    ignore_unexpected: Iterable[str] = (),
+    assign: bool = False,
+) -> LoadReport:
+    """Load ``state_dict`` into ``model``; any key problem outside the allow-lists is an error.
+
+    Args:
+        allow_missing: key prefixes the checkpoint may lack (their current values are kept).
+        ignore_unexpected: key prefixes of the checkpoint to skip (e.g. another model's parts).
+        assign: take the checkpoint tensors as they are (for models built on the meta device).
+
+    Raises:
+        WeightsMismatchError: listing the missing, unexpected and mis-shaped keys by name.
+    """
+    state = dict(state_dict)
+    fill = getattr(model, "fill_derived_keys", None)
+    if fill is not None:
+        fill(state)
+    own = model.state_dict()
+    allow_missing, ignore_unexpected = tuple(allow_missing), tuple(ignore_unexpected)
+    report = LoadReport(
+        missing=[k for k in own if k not in state and not k.startswith(allow_missing)],
+        unexpected=[k for k in state if k not in own and not k.startswith(ignore_unexpected)],
+        mismatched=[f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in own
+                    if k in state and state[k].shape != own[k].shape],
+    )
+    if report:
+        raise WeightsMismatchError(f"{source} does not fit {type(model).__name__}: {report.describe()}")
+    state = {k: v for k, v in state.items() if k in own}
+    skipped = [k for k in own if k not in state]
+    if skipped:
+        logger.info("%s: %d tensors not in the checkpoint keep their values (%s...)", source, len(skipped), skipped[0])
+    # strict=False only for the allow-listed gaps checked above; nothing else can be missing here.
+    model.load_state_dict(state, strict=not skipped, assign=assign)
+    return report
+
+
+def save_pretrained(model: nn.Module, folder: str | os.PathLike, config: Mapping | None = None,
+                    max_shard_bytes: int | None = None) -> Path:
+    """Write ``model`` as ``config.json`` + ``model.safetensors`` (or shards with an index), the layout
+    ``from_pretrained`` reads back."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(dict(config), indent=2) + "\n")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if max_shard_bytes is None:
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        return folder
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][key] = tensor
+        size += nbytes
+    weight_map = {}
+    for i, shard in enumerate(shards, start=1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(folder / name), metadata={"format": "pt"})
+        weight_map.update({key: name for key in shard})
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=2))
+    return folder
