@@ -60,13 +60,13 @@ def write_config(tmp_path):
     return write
 
 
-SPEC = REPO.parent / "shared" / "spec"
+MANIFESTS = Path(__file__).parent / "data" / "manifests"  # copies of ../shared/spec/manifests
 
 
 def read_manifest(name: str) -> dict[str, tuple[int, ...]]:
     """State-dict keys -> shapes of a published checkpoint, in checkpoint order."""
     shapes = {}
-    for line in (SPEC / "manifests" / f"{name}.tsv").read_text().splitlines():
+    for line in (MANIFESTS / f"{name}.tsv").read_text().splitlines():
         if line and not line.startswith("#"):
             key, shape = line.split("\t")[:2]
             shapes[key] = tuple(int(v) for v in shape.strip("[]").split(",") if v)
