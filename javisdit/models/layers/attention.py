@@ -1,7 +1,8 @@
 """One attention function for the whole package, and the attention layers of the DiT blocks.
 
-``attention()`` runs ``torch.nn.functional.scaled_dot_product_attention`` by default. flash-attn is
-used instead when it is installed, enabled, on CUDA, in half precision and without a mask; ``eager``
+``attention()`` runs ``torch.nn.functional.scaled_dot_product_attention`` by default. With the
+``flash`` backend (``enable_flash_attn``), flash-attn -- or xformers when flash-attn is missing -- is
+used where it can run: on CUDA, in half precision, without a mask; ``eager``
 is an explicit softmax(QK^T)V with an fp32 softmax (the original's fallback path, kept for parity
 checks and benchmarks). Shapes: ``B`` batch, ``H`` heads, ``N`` queries, ``L`` keys, ``D`` head dim.
 """
@@ -30,6 +31,15 @@ def _flash_attn_func():
     except ImportError:
         return None
     return flash_attn_func
+
+
+@lru_cache(maxsize=1)
+def _xformers_attention():
+    try:
+        from xformers.ops import memory_efficient_attention
+    except ImportError:
+        return None
+    return memory_efficient_attention
 
 
 @lru_cache(maxsize=None)
@@ -63,11 +73,13 @@ def attention(
         [B, H, N, D] in the dtype of ``q``.
     """
     if backend == "flash":
-        flash = _flash_attn_func()
-        if flash is not None and mask is None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
-            _log_backend_once("flash", "flash")
-            out = flash(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-            return out.transpose(1, 2)
+        if mask is None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+            kernel, name = _flash_attn_func(), "flash-attn"
+            if kernel is None:
+                kernel, name = _xformers_attention(), "xformers"
+            if kernel is not None:  # both take [B, N, H, D]
+                _log_backend_once("flash", name)
+                return kernel(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
         _log_backend_once("flash", "sdpa")
         backend = "sdpa"
     if backend == "sdpa":
