@@ -74,6 +74,8 @@ def read_manifest(name: str) -> dict[str, tuple[int, ...]]:
 
 
 TINY_VA = dict(type="VASTDiT3-tiny")
+TINY_PRIOR = dict(text_tower="tiny", spatial_token_num=4, temporal_token_num=4, out_dim=16, hidden_size=32, nhead=2,
+                  num_encoder_layers=1, num_decoder_layers=1, va_num_heads=2)
 
 
 @pytest.fixture

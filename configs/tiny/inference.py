@@ -13,11 +13,19 @@ model = dict(
     depth=2,
     hidden_size=64,
     num_heads=4,
+    caption_channels=32,
+    model_max_length=8,
     enable_flash_attn=False,
     enable_layernorm_kernel=False,
 )
+# a random ST-prior estimator with a tiny ImageBind text tower (no imagebind_huge.pth needed)
 prior_encoder = dict(
     from_pretrained=None,
+    imagebind_ckpt_path=None,
+    text_tower="tiny",
+    hidden_size=64,
+    num_encoder_layers=1,
+    num_decoder_layers=1,
     enable_flash_attn=False,
     enable_layernorm_kernel=False,
 )

@@ -10,6 +10,8 @@ model = dict(
     depth=2,
     hidden_size=64,
     num_heads=4,
+    caption_channels=32,
+    model_max_length=8,
     enable_flash_attn=False,
     enable_layernorm_kernel=False,
 )

@@ -5,7 +5,15 @@ dtype = "fp32"
 bucket_config = {"_delete_": True, "144p": {17: (1.0, 2)}}  # replaces the whole table
 num_workers = 0
 num_bucket_build_workers = 1
-model = dict(enable_flash_attn=False, enable_layernorm_kernel=False)
+model = dict(
+    imagebind_ckpt_path=None,
+    text_tower="tiny",
+    hidden_size=64,
+    num_encoder_layers=1,
+    num_decoder_layers=1,
+    enable_flash_attn=False,
+    enable_layernorm_kernel=False,
+)
 epochs = 1
 log_every = 1
 ckpt_every = 2

@@ -161,6 +161,19 @@ def test_tiny_configs_load(name):
         assert cfg.epochs == 1 and cfg.outputs == "runs"
 
 
+@pytest.mark.parametrize("name", ["inference.py", "stage1_audio.py", "stage2_prior.py", "stage3_jav.py"])
+def test_tiny_config_models_build_offline(name):
+    from javisdit.registry import MODELS, build_module
+
+    cfg = load_config(CONFIGS / "tiny" / name)
+    model = build_module(cfg.model, MODELS)
+    assert sum(p.numel() for p in model.parameters()) < 5_000_000
+    if cfg.get("prior_encoder") is not None:
+        prior = build_module(cfg.prior_encoder, MODELS)
+        assert prior.config.spatial_token_num == model.config.spatial_prior_len
+        assert prior.config.out_dim == model.config.st_prior_channel
+
+
 def test_script_defaults_fill_missing_keys():
     cfg = parse_configs("train_prior", [str(V01 / "train/stage2_prior.py")])
     assert cfg.lr == 1e-5 and cfg.adam_eps == 1e-8 and cfg.ema_decay == 0.9999 and cfg.batch_size == 1

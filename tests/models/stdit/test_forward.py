@@ -141,3 +141,10 @@ def test_bad_masks(model, tiny_inputs):
     with pytest.raises(ValueError, match=r"ax_mask must be \[B, Ta\] = \[2, 8\]"):
         model(**tiny_inputs(), ax_mask=torch.ones(2, 2, dtype=torch.bool))
 
+
+
+def test_null_conditions_are_the_checkpoint_buffers(model):
+    spatial, temporal = model.null_prior()
+    assert spatial.shape == (1, 32, 128) and temporal.shape == (1, 32, 128)
+    torch.testing.assert_close(torch.cat([spatial, temporal], 1)[0], model.st_prior_embedder.y_embedding)
+    assert torch.equal(model.null_text()[0, 0], model.y_embedder.y_embedding)

@@ -1,0 +1,172 @@
+"""The text tower of ImageBind-huge, alone: what the ST-prior estimator reads its captions with.
+
+Parameter names equal the text entries of Meta's ``imagebind_huge.pth`` (``modality_preprocessors.text``,
+``modality_trunks.text``, ``modality_heads.text``, ``modality_postprocessors.text``), so that file loads
+strictly for its text subset. Shapes: tokens [B, 77] -> hidden states [B, 77, D] (the trunk output,
+before the head's LayerNorm and projection; this is what the prior uses).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from javisdit.models.layers.mlp import Mlp
+from javisdit.models.loading import MissingWeightsError, WeightsMismatchError
+from javisdit.models.prior.tokenizer import CONTEXT_LENGTH, VOCAB_SIZE
+
+logger = logging.getLogger(__name__)
+
+IMAGEBIND_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
+IMAGEBIND_FILE = "imagebind_huge.pth"
+
+TEXT_TOWER_PRESETS: dict[str, dict[str, Any]] = {
+    "huge": dict(width=1024, depth=24, num_heads=16, embed_dim=1024),
+    "tiny": dict(width=32, depth=2, num_heads=2, embed_dim=32),
+}
+TEXT_PREFIXES = ("modality_preprocessors.text.", "modality_trunks.text.", "modality_heads.text.",
+                 "modality_postprocessors.text.")
+OTHER_MODALITIES = ("vision", "audio", "depth", "thermal", "imu")
+
+
+class _TextPreprocessor(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.token_embedding = nn.Embedding(VOCAB_SIZE, width)
+        self.pos_embed = nn.Parameter(torch.empty(1, CONTEXT_LENGTH, width))
+        causal = torch.full((CONTEXT_LENGTH, CONTEXT_LENGTH), float("-inf")).triu_(1)
+        self.register_buffer("mask", causal)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.pos_embed, std=0.01)
+
+
+class _Block(nn.Module):
+    """Pre-LN transformer block with a causal mask."""
+
+    def __init__(self, width: int, num_heads: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(width, num_heads, batch_first=True)
+        self.norm_1 = nn.LayerNorm(width, eps=1e-6)
+        self.mlp = Mlp(width, 4 * width, approximate="none")
+        self.norm_2 = nn.LayerNorm(width, eps=1e-6)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm_1(x)
+        x = x + self.attn(h, h, h, attn_mask=mask.to(x.dtype), need_weights=False)[0]
+        return x + self.mlp(self.norm_2(x))
+
+
+class _Trunk(nn.Module):
+    def __init__(self, width: int, depth: int, num_heads: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(_Block(width, num_heads) for _ in range(depth))
+
+
+class _Head(nn.Module):
+    def __init__(self, width: int, embed_dim: int):
+        super().__init__()
+        self.proj = nn.Sequential(nn.LayerNorm(width, eps=1e-6), nn.Linear(width, embed_dim, bias=False))
+
+
+class _Normalize(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=-1)
+
+
+class _LogitScale(nn.Module):
+    def __init__(self, init: float = 1 / 0.07, max_scale: float = 100.0):
+        super().__init__()
+        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(init)))
+        self.max_scale = max_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.log_logit_scale.exp().clamp(max=self.max_scale) * x
+
+
+class ImageBindTextTower(nn.Module):
+    """ImageBind's text encoder. ``forward`` returns the hidden states; ``embed`` the joint-space
+    embedding (EOT token -> LayerNorm -> projection -> unit norm -> logit scale)."""
+
+    def __init__(self, width: int = 1024, depth: int = 24, num_heads: int = 16, embed_dim: int = 1024):
+        super().__init__()
+        self.width = width
+        self.modality_preprocessors = nn.ModuleDict({"text": _TextPreprocessor(width)})
+        self.modality_trunks = nn.ModuleDict({"text": _Trunk(width, depth, num_heads)})
+        self.modality_heads = nn.ModuleDict({"text": _Head(width, embed_dim)})
+        self.modality_postprocessors = nn.ModuleDict({"text": nn.Sequential(_Normalize(), _LogitScale())})
+
+    @classmethod
+    def from_preset(cls, name: str) -> "ImageBindTextTower":
+        if name not in TEXT_TOWER_PRESETS:
+            raise ValueError(f"unknown ImageBind text tower {name!r}; valid: {', '.join(TEXT_TOWER_PRESETS)}")
+        return cls(**TEXT_TOWER_PRESETS[name])
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, 77] -> hidden states [B, 77, width]."""
+        pre = self.modality_preprocessors["text"]
+        x = pre.token_embedding(tokens) + pre.pos_embed.to(pre.token_embedding.weight.dtype)
+        for block in self.modality_trunks["text"].blocks:
+            x = block(x, pre.mask)
+        return x
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, 77] -> unit-norm, logit-scaled embeddings [B, embed_dim] (ImageBind's output)."""
+        hidden = self(tokens)
+        eot = hidden[torch.arange(tokens.shape[0], device=tokens.device), tokens.argmax(dim=-1)]
+        return self.modality_postprocessors["text"](self.modality_heads["text"].proj(eot))
+
+
+def _modality(key: str) -> str | None:
+    """``vision`` for ``modality_trunks.vision.blocks.0...``; None for keys outside that layout."""
+    parts = key.split(".")
+    return parts[1] if len(parts) > 2 and parts[0].startswith("modality_") else None
+
+
+def imagebind_file(path: str | os.PathLike) -> Path:
+    """``imagebind_huge.pth`` inside the folder ``path``, or ``path`` itself when it is a file."""
+    path = Path(path)
+    return path / IMAGEBIND_FILE if path.is_dir() or not path.suffix else path
+
+
+def load_imagebind_text(tower: ImageBindTextTower, path: str | os.PathLike,
+                        config_key: str = "prior_encoder.imagebind_ckpt_path") -> None:
+    """Load the text entries of an ImageBind checkpoint into ``tower``, strictly.
+
+    The other modalities' entries (vision, audio, depth, thermal, IMU) are skipped by name; any
+    other key, or a missing or mis-shaped text key, is an error.
+
+    Raises:
+        MissingWeightsError: the file is not there (the message says where to download it to).
+        WeightsMismatchError: the file is not an ImageBind checkpoint of this tower's size.
+    """
+    file = imagebind_file(path)
+    if not file.is_file():
+        raise MissingWeightsError(
+            f"{config_key}: {file} not found. The ST-prior estimator reads captions with ImageBind's text "
+            f"tower; download the checkpoint (4.5 GB) into that folder:\n"
+            f"    wget -P {file.parent} {IMAGEBIND_URL}\n"
+            f"or set {config_key} to the folder that holds {IMAGEBIND_FILE}."
+        )
+    state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    text = {k: v for k, v in state.items() if k.startswith(TEXT_PREFIXES)}
+    others = [k for k in state if k not in text]
+    unknown = [k for k in others if _modality(k) not in OTHER_MODALITIES]
+    if unknown:
+        raise WeightsMismatchError(f"{file} is not an ImageBind checkpoint: unexpected keys {unknown[:10]}")
+    own = tower.state_dict()
+    missing = [k for k in own if k not in text]
+    mismatched = [f"{k} {list(text[k].shape)} vs {list(own[k].shape)}" for k in own
+                  if k in text and text[k].shape != own[k].shape]
+    if missing or mismatched:
+        raise WeightsMismatchError(f"{file} does not fit the text tower: missing {missing[:10]}, "
+                                   f"mis-shaped {mismatched[:10]}")
+    tower.load_state_dict(text, strict=True)
+    logger.info("loaded ImageBind's text tower from %s (%d tensors; %d of other modalities skipped)",
+                file, len(text), len(others))
