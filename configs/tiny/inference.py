@@ -8,6 +8,10 @@ save_dir = "./samples/tiny/"
 dtype = "fp32"
 verbose = 1
 
+# tiny random encoders, built locally (no download)
+vae = dict(from_pretrained=None, preset="tiny")
+audio_vae = dict(from_pretrained=None, preset="tiny")
+text_encoder = dict(from_pretrained=None, preset="tiny", model_max_length=8)
 model = dict(
     from_pretrained=None,
     depth=2,

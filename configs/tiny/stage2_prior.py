@@ -5,6 +5,9 @@ dtype = "fp32"
 bucket_config = {"_delete_": True, "144p": {17: (1.0, 2)}}  # replaces the whole table
 num_workers = 0
 num_bucket_build_workers = 1
+# tiny random VAEs, built locally (no download)
+vae = dict(from_pretrained=None, preset="tiny")
+audio_vae = dict(from_pretrained=None, preset="tiny")
 model = dict(
     imagebind_ckpt_path=None,
     text_tower="tiny",

@@ -44,14 +44,28 @@ def is_hub_id(source: str) -> bool:
     return bool(_HUB_ID.match(source)) and not source.startswith((".", "/"))
 
 
+def _hub_snapshot(repo_id: str, subfolders: tuple[str, ...]) -> Path:
+    """Download (or find in the cache) configs, tokenizer files and weights, preferring safetensors
+    and fetching ``*.bin`` weights only for a folder that has no safetensors."""
+    from huggingface_hub import snapshot_download
+
+    prefixes = [f"{folder.strip('/')}/" if folder else "" for folder in subfolders]
+    patterns = [f"{p}{ext}" for p in prefixes for ext in ("*.json", "*.model", "*.txt", "*.safetensors")]
+    path = Path(snapshot_download(repo_id, allow_patterns=patterns))
+    missing = [p for p in prefixes if not any((path / p).glob("*.safetensors"))]
+    if missing:
+        path = Path(snapshot_download(repo_id, allow_patterns=[f"{p}*.bin" for p in missing]))
+    return path
+
+
 def resolve_weights(source: str | os.PathLike, config_key: str = "from_pretrained",
-                    allow_patterns: list[str] | None = None) -> Path:
+                    subfolders: tuple[str, ...] = ("",)) -> Path:
     """A local path for ``source``: itself when it exists, else a hub snapshot.
 
     Args:
         source: a file, a folder, or a hub id such as ``JavisDiT/JavisDiT-v0.1-jav``.
         config_key: the config key that named ``source``, quoted in error messages.
-        allow_patterns: files to fetch from the hub (default: configs and weights).
+        subfolders: the parts of a hub repository to fetch (e.g. ``("vae", "vocoder")``).
 
     Raises:
         MissingWeightsError: a local path that does not exist, or a hub id that is neither cached
@@ -64,17 +78,16 @@ def resolve_weights(source: str | os.PathLike, config_key: str = "from_pretraine
     source = str(source)
     if not is_hub_id(source):
         raise MissingWeightsError(f"{config_key}: no such file or folder: {source}")
-    from huggingface_hub import snapshot_download
-
     try:
-        return Path(snapshot_download(source, allow_patterns=allow_patterns or ["*.json", "*.safetensors", "*.bin"]))
+        return _hub_snapshot(source, subfolders)
     except Exception as err:  # offline, network, unknown repository, gated repository, ...
         name = source.split("/")[-1]
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        include = "" if subfolders == ("",) else " --include " + " ".join(f"'{f}/*'" for f in subfolders)
         raise MissingWeightsError(
             f"{config_key}: the weights {source!r} are not in the local Hugging Face cache and could not be "
             f"downloaded ({type(err).__name__}: {reason}). Download them on a machine with access:\n"
-            f"    huggingface-cli download {source} --local-dir ./checkpoints/{name}\n"
+            f"    huggingface-cli download {source}{include} --local-dir ./checkpoints/{name}\n"
             f"then set {config_key}=./checkpoints/{name} (e.g. with --cfg-options {config_key}=./checkpoints/{name})."
         ) from None
 
@@ -200,14 +213,20 @@ def load_state_dict_checked(
 def save_pretrained(model: nn.Module, folder: str | os.PathLike, config: Mapping | None = None,
                     max_shard_bytes: int | None = None) -> Path:
     """Write ``model`` as ``config.json`` + ``model.safetensors`` (or shards with an index), the layout
-    ``from_pretrained`` reads back."""
+    ``from_pretrained`` reads back. Tied weights are stored once."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if config is not None:
         (folder / "config.json").write_text(json.dumps(dict(config), indent=2) + "\n")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state, seen = {}, set()
+    for key, tensor in model.state_dict().items():
+        pointer = (tensor.data_ptr(), tuple(tensor.shape))
+        if pointer in seen and tensor.numel():  # a tied weight: stored once, like transformers does
+            continue
+        seen.add(pointer)
+        state[key] = tensor.detach().contiguous().cpu()
     if max_shard_bytes is None:
         save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
         return folder

@@ -172,6 +172,11 @@ def test_tiny_config_models_build_offline(name):
         prior = build_module(cfg.prior_encoder, MODELS)
         assert prior.config.spatial_token_num == model.config.spatial_prior_len
         assert prior.config.out_dim == model.config.st_prior_channel
+    parts = {key: build_module(cfg[key], MODELS) for key in ("vae", "audio_vae", "text_encoder") if key in cfg}
+    assert parts["vae"].out_channels == 4 and parts["audio_vae"].latent_channels == 8
+    if "text_encoder" in parts:
+        assert parts["text_encoder"].output_dim == model.config.caption_channels
+        assert parts["text_encoder"].model_max_length == model.config.model_max_length
 
 
 def test_script_defaults_fill_missing_keys():

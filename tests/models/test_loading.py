@@ -110,3 +110,18 @@ def test_mis_shaped(tiny):
     state["t_block.1.bias"] = torch.zeros(3)
     with pytest.raises(WeightsMismatchError, match=r"1 mis-shaped: t_block.1.bias \[3\] vs \[384\]"):
         load_state_dict_checked(build_module(TINY_VA, MODELS), state)
+
+
+def test_hub_id_from_the_local_cache_offline(tiny, tmp_path, monkeypatch):
+    """A repository already in the Hugging Face cache loads by its id with HF_HUB_OFFLINE=1."""
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--JavisDiT--JavisDiT-v0.1-tiny"
+    save_pretrained(tiny, repo / "snapshots" / commit, tiny.config_json())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_weights("JavisDiT/JavisDiT-v0.1-tiny") == repo / "snapshots" / commit
+    loaded = build_module(dict(type="VASTDiT3-XL/2", from_pretrained="JavisDiT/JavisDiT-v0.1-tiny"), MODELS)
+    assert _same_weights(loaded, tiny)

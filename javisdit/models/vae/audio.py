@@ -1,0 +1,139 @@
+"""``AudioLDM2``: AudioLDM2's mel VAE and HiFi-GAN vocoder, the audio side of JavisDiT.
+
+log-mel [B, 1, T, 64] <-> latents [B, 8, T/4, 16] (scaled by the checkpoint's scaling factor,
+0.4110932946205139 for ``cvssp/audioldm2``); latents -> mel -> waveform [B, S] at 16 kHz, cropped to
+the exact sample count. Only the ``vae/`` and ``vocoder/`` parts of the hub repository are read.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from javisdit.models import geometry
+from javisdit.models.loading import load_state_dict_checked, read_state_dict, resolve_weights
+from javisdit.models.vae.mel import MelFrontEnd
+
+logger = logging.getLogger(__name__)
+
+AUDIO_VAE_PRESETS: dict[str, dict[str, Any]] = {
+    "audioldm2": dict(
+        vae=dict(in_channels=1, out_channels=1, latent_channels=8, block_out_channels=(128, 256, 512),
+                 down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                 layers_per_block=2, norm_num_groups=32, sample_size=1024, scaling_factor=0.4110932946205139),
+        vocoder=dict(model_in_dim=64, sampling_rate=16000, upsample_initial_channel=1024,
+                     upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4, 4],
+                     resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3,
+                     normalize_before=False),
+    ),
+    "tiny": dict(
+        vae=dict(in_channels=1, out_channels=1, latent_channels=8, block_out_channels=(8, 8, 8),
+                 down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                 layers_per_block=1, norm_num_groups=4, sample_size=64, scaling_factor=0.4110932946205139),
+        vocoder=dict(model_in_dim=64, sampling_rate=16000, upsample_initial_channel=32,
+                     upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4, 4],
+                     resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]], normalize_before=False),
+    ),
+}
+
+
+def _build_parts(vae_config: dict, vocoder_config: dict) -> tuple[nn.Module, nn.Module]:
+    from diffusers import AutoencoderKL
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    vae = AutoencoderKL.from_config(vae_config)
+    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(**vocoder_config))
+    return vae, vocoder
+
+
+class AudioLDM2(nn.Module):
+    """The audio VAE + vocoder, built from a preset or loaded (hub id or folder with ``vae/`` and
+    ``vocoder/`` sub-folders)."""
+
+    def __init__(self, from_pretrained: str | None = None, preset: str = "audioldm2", sample_posterior: bool = True):
+        super().__init__()
+        if from_pretrained is None:
+            if preset not in AUDIO_VAE_PRESETS:
+                raise ValueError(f"unknown audio VAE preset {preset!r}; valid: {', '.join(AUDIO_VAE_PRESETS)}")
+            self.vae, self.vocoder = _build_parts(AUDIO_VAE_PRESETS[preset]["vae"], AUDIO_VAE_PRESETS[preset]["vocoder"])
+        else:
+            self.vae, self.vocoder = self._load(from_pretrained)
+        self.vae.requires_grad_(False).eval()
+        self.vocoder.requires_grad_(False).eval()
+        self.mel = MelFrontEnd()
+        self.sample_posterior = sample_posterior
+
+    @staticmethod
+    def _load(source: str) -> tuple[nn.Module, nn.Module]:
+        import json
+
+        path = resolve_weights(source, config_key="audio_vae.from_pretrained", subfolders=("vae", "vocoder"))
+        configs = []
+        for part in ("vae", "vocoder"):
+            file = Path(path) / part / "config.json"
+            if not file.is_file():
+                raise ValueError(f"audio_vae.from_pretrained: {file} is missing (expected AudioLDM2's vae/ and vocoder/)")
+            configs.append({k: v for k, v in json.loads(file.read_text()).items() if not k.startswith("_")})
+        vocoder_keys = {"model_in_dim", "sampling_rate", "upsample_initial_channel", "upsample_rates",
+                        "upsample_kernel_sizes", "resblock_kernel_sizes", "resblock_dilation_sizes",
+                        "leaky_relu_slope", "normalize_before"}
+        with torch.device("meta"):
+            vae, vocoder = _build_parts(configs[0], {k: v for k, v in configs[1].items() if k in vocoder_keys})
+        load_state_dict_checked(vae, read_state_dict(Path(path) / "vae"), source=f"{source}/vae", assign=True)
+        load_state_dict_checked(vocoder, read_state_dict(Path(path) / "vocoder"), source=f"{source}/vocoder",
+                                assign=True)
+        return vae, vocoder
+
+    @property
+    def latent_channels(self) -> int:
+        return self.vae.config.latent_channels
+
+    vae_out_channels = latent_channels
+
+    @property
+    def scaling_factor(self) -> float:
+        return self.vae.config.scaling_factor
+
+    @staticmethod
+    def latent_size(seconds: float) -> tuple[int, int, int]:
+        """(8, T', 16) of the latent of a clip, e.g. 4.25 s -> (8, 112, 16)."""
+        return geometry.audio_latent_size(seconds)
+
+    def prepare_latents(self, seconds: float, batch_size: int, generator: torch.Generator | None = None,
+                        device=None, dtype=torch.float32) -> tuple[torch.Tensor, int]:
+        """Noise [B, 8, T', 16] for a clip of ``seconds`` and its waveform length in samples."""
+        noise = torch.randn(batch_size, *self.latent_size(seconds), generator=generator, device=device, dtype=dtype)
+        return noise, geometry.audio_samples(seconds)
+
+    @torch.no_grad()
+    def encode(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """log-mel [B, 1, T, 64] (T a multiple of 4) -> latents [B, 8, T/4, 16]."""
+        if mel.dim() != 4 or mel.shape[1] != 1 or mel.shape[2] % geometry.AUDIO_VAE_STRIDE:
+            raise ValueError(f"mel must be [B, 1, T, 64] with T a multiple of 4, got {list(mel.shape)}")
+        dist = self.vae.encode(mel.to(self.vae.dtype)).latent_dist
+        z = dist.mean
+        if self.sample_posterior:
+            z = z + dist.std * torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        return z * self.scaling_factor
+
+    @torch.no_grad()
+    def encode_waveform(self, waveform: torch.Tensor, duration: float | None = None,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+        """16 kHz mono waveform [B, S] -> latents of the clip of ``duration`` seconds."""
+        mel = self.mel.to(waveform.device)(waveform, duration)
+        return self.encode(mel, generator)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """latents [B, 8, T', 16] -> fp32 waveform [B, num_samples] at 16 kHz (cropped, never padded
+        beyond what the vocoder gives: 160·4·T' samples, plus a few)."""
+        mel = self.vae.decode(latents.to(self.vae.dtype) / self.scaling_factor).sample
+        wave = self.vocoder(mel.squeeze(1).to(next(self.vocoder.parameters()).dtype))
+        if wave.shape[-1] < num_samples:
+            raise ValueError(f"asked for {num_samples} samples but {latents.shape[2]} latent frames give "
+                             f"{wave.shape[-1]}")
+        return wave[..., :num_samples].float()

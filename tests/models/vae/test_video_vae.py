@@ -1,0 +1,64 @@
+"""OpenSoraVAE_V1_2: key layout, latent sizes, encode/decode, loading."""
+
+import pytest
+import torch
+
+from conftest import read_manifest
+from javisdit.models.loading import save_pretrained
+from javisdit.registry import MODELS, build_module
+
+
+def test_matches_the_published_keys_on_meta():
+    with torch.device("meta"):
+        vae = build_module(dict(type="OpenSoraVAE_V1_2", from_pretrained=None, micro_frame_size=17,
+                                micro_batch_size=4), MODELS)
+    shapes = {k: tuple(v.shape) for k, v in vae.state_dict().items()}
+    assert shapes == read_manifest("opensora_vae_v1_2") and len(shapes) == 517
+    assert sum(p.numel() for p in vae.parameters()) == 393_341_007
+    assert vae.get_latent_size((102, 240, 426)) == (30, 30, 53)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_module(dict(type="OpenSoraVAE_V1_2", from_pretrained=None, preset="tiny"), MODELS)
+
+
+@pytest.mark.parametrize("frames", [17, 20, 1, 34])
+def test_encode_decode_shapes(tiny, frames):
+    x = torch.rand(1, 3, frames, 32, 48) * 2 - 1
+    z = tiny.encode(x)
+    assert z.shape == (1, 4, *tiny.get_latent_size((frames, 32, 48)))
+    assert tiny.decode(z, num_frames=frames).shape == (1, 3, frames, 32, 48)
+
+
+def test_posterior_switch(tiny):
+    x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    tiny.sample_posterior = False
+    try:
+        torch.testing.assert_close(tiny.encode(x), tiny.encode(x))
+    finally:
+        tiny.sample_posterior = True
+    a, b = tiny.encode(x, generator=torch.Generator().manual_seed(1)), tiny.encode(x, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)
+
+
+def test_bad_inputs(tiny):
+    with pytest.raises(ValueError, match=r"video must be \[B, 3, T, H, W\] with T, H, W >= 1, got \[1, 4, 5, 16, 16\]"):
+        tiny.encode(torch.zeros(1, 4, 5, 16, 16))
+    with pytest.raises(ValueError, match=r"got \[1, 3, 0, 16, 16\]"):
+        tiny.encode(torch.zeros(1, 3, 0, 16, 16))
+    with pytest.raises(ValueError, match=r"latents for 17 frames must be \[B, 4, 5, h, w\], got \[1, 4, 6, 2, 2\]"):
+        tiny.decode(torch.zeros(1, 4, 6, 2, 2), num_frames=17)
+
+
+def test_loads_from_a_folder_without_normalisation_buffers(tiny, tmp_path):
+    folder = save_pretrained(tiny, tmp_path / "vae")
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(folder / "model.safetensors")
+    del state["scale"], state["shift"]
+    save_file(state, folder / "model.safetensors")
+    loaded = build_module(dict(type="OpenSoraVAE_V1_2", from_pretrained=str(folder), preset="tiny"), MODELS)
+    z = torch.randn(1, 4, 5, 2, 3)
+    torch.testing.assert_close(loaded.decode(z, 17), tiny.decode(z, 17))
