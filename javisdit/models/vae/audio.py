@@ -124,7 +124,7 @@ class AudioLDM2(nn.Module):
     def encode_waveform(self, waveform: torch.Tensor, duration: float | None = None,
                         generator: torch.Generator | None = None) -> torch.Tensor:
         """16 kHz mono waveform [B, S] -> latents of the clip of ``duration`` seconds."""
-        mel = self.mel.to(waveform.device)(waveform, duration)
+        mel = self.mel(waveform, duration)
         return self.encode(mel, generator)
 
     @torch.no_grad()

@@ -26,8 +26,9 @@ class MelFrontEnd(nn.Module):
 
         self.sampling_rate, self.n_fft, self.hop_length, self.win_length = sampling_rate, n_fft, hop_length, win_length
         basis = librosa.filters.mel(sr=sampling_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-        self.register_buffer("mel_basis", torch.from_numpy(basis).float(), persistent=False)
-        self.register_buffer("window", torch.hann_window(win_length, periodic=True), persistent=False)
+        # Plain fp32 tensors, not buffers: a module cast to bf16 must still compute its mel in fp32.
+        self.mel_basis = torch.from_numpy(basis).float()
+        self.window = torch.hann_window(win_length, periodic=True)
 
     @classmethod
     def from_audio_cfg(cls, audio_cfg: dict) -> "MelFrontEnd":
@@ -54,9 +55,11 @@ class MelFrontEnd(nn.Module):
         w = waveform.float()
         w = w - w.mean(dim=-1, keepdim=True)
         w = (0.5 * w / (w.abs().amax(dim=-1, keepdim=True) + 1e-8)).clamp(-1.0, 1.0)
+        if self.window.device != w.device:
+            self.mel_basis, self.window = self.mel_basis.to(w.device), self.window.to(w.device)
         spec = torch.stft(w, self.n_fft, self.hop_length, self.win_length, self.window, center=True,
                           pad_mode="reflect", return_complex=True).abs()
-        log_mel = torch.log(torch.clamp(self.mel_basis @ spec, min=1e-5)).transpose(1, 2)  # [B, frames, mels]
+        log_mel = torch.log(torch.clamp(self.mel_basis @ spec, min=1e-5)).transpose(1, 2)  # [B, T, mels]
         if duration is None:
             duration = w.shape[-1] / self.sampling_rate
         target = self.num_frames(duration)

@@ -98,7 +98,7 @@ class OpenSoraVideoVAE(nn.Module):
             raise ValueError(f"video must be [B, 3, T, H, W] with T, H, W >= 1, got {list(x.shape)}")
         B, vae = x.shape[0], self.spatial_vae.module
         latents = []
-        for chunk in self._frames(x).split(self.micro_batch_size):
+        for chunk in self._frames(x.to(vae.dtype)).split(self.micro_batch_size):
             dist = vae.encode(chunk).latent_dist
             latents.append(self._sample(dist.mean, dist.logvar, generator) * SPATIAL_SCALING)
         z = self._unframes(torch.cat(latents), B)
@@ -112,8 +112,8 @@ class OpenSoraVideoVAE(nn.Module):
         expected = geometry.video_latent_frames(num_frames)
         if z.dim() != 5 or z.shape[1] != self.out_channels or z.shape[2] != expected:
             raise ValueError(f"latents for {num_frames} frames must be [B, 4, {expected}, h, w], got {list(z.shape)}")
-        z = z * self.scale.to(z.dtype) + self.shift.to(z.dtype)
         B, vae = z.shape[0], self.spatial_vae.module
+        z = z.to(vae.dtype) * self.scale.to(vae.dtype) + self.shift.to(vae.dtype)
         frames_left, video = num_frames, []
         for part in z.split(geometry.VIDEO_CHUNK_LATENTS, dim=2):
             n = min(geometry.VIDEO_CHUNK_FRAMES, frames_left)

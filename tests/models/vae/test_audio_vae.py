@@ -81,3 +81,12 @@ def test_to_mono_16k(caplog):
         resampled = to_mono_16k(torch.randn(44100), 44100, "clip.wav")
     assert resampled.shape == (16000,)
     assert "2 channels mixed down" in caplog.text and "resampled from 44100 Hz to 16000 Hz" in caplog.text
+
+
+def test_bf16_module_keeps_an_fp32_mel(tiny):
+    import copy
+
+    half = copy.deepcopy(tiny).to(torch.bfloat16)
+    wave = torch.randn(1, 8000)
+    torch.testing.assert_close(half.mel(wave), tiny.mel(wave))
+    assert half.encode_waveform(wave, duration=0.5).dtype == torch.bfloat16
