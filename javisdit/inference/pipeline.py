@@ -1,0 +1,220 @@
+"""Text to sounding video (JavisDiT inference): prompts in, mp4 files with their audio out.
+
+Per batch of prompts: score suffix and caption cleaning; T5 features and ST-prior tokens (with their
+null twins for classifier-free guidance); video and audio noise from a generator seeded by the
+batch's first prompt index; rectified-flow sampling; VAE decoding; muxing. Under ``torchrun`` the
+batches are dealt out to the processes, and because seeds follow prompt indices, every process count
+writes the same files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from mmengine.config import Config
+from tqdm import tqdm
+
+from javisdit.distributed import ProcessInfo, barrier, init_distributed, shutdown
+from javisdit.errors import ConfigError, UserError
+from javisdit.inference.media import to_uint8_frames, write_mp4, write_png, write_wav
+from javisdit.inference.prompts import Prompt, load_prompts, output_stem
+from javisdit.models import geometry
+from javisdit.models.text.cleaning import append_score, text_preprocessing
+from javisdit.registry import MODELS, SCHEDULERS, build_module
+from javisdit.sizes import get_clip_size
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+IMAGE_FPS = 120  # the fps conditioning of single images
+
+
+@dataclass
+class Generator:
+    """The models of a run."""
+
+    model: torch.nn.Module
+    text_encoder: torch.nn.Module
+    audio_vae: torch.nn.Module
+    scheduler: object
+    vae: torch.nn.Module | None = None
+    prior_encoder: torch.nn.Module | None = None
+
+
+@dataclass
+class RunReport:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+def build_generator(cfg: Config, device: torch.device, dtype: torch.dtype) -> Generator:
+    """Build (and load) every model of the config on ``device`` in ``dtype``."""
+    audio_only = bool(cfg.get("audio_only", False))
+    text_encoder = build_module(cfg.text_encoder, MODELS)
+    text_encoder = text_encoder.to(dtype) if getattr(text_encoder, "cpu_offload", False) else text_encoder.to(device, dtype)
+    prior = None
+    if cfg.get("prior_encoder") is not None and not audio_only:
+        prior = build_module(cfg.prior_encoder, MODELS).to(device, dtype).eval()
+    vae = None if audio_only else build_module(cfg.vae, MODELS).to(device, dtype).eval()
+    audio_vae = build_module(cfg.audio_vae, MODELS).to(device, dtype).eval()
+    source = cfg.get("model_path") or cfg.model.get("from_pretrained")
+    model = build_module(cfg.model, MODELS, from_pretrained=source, in_channels=geometry.VIDEO_LATENT_CHANNELS,
+                         caption_channels=text_encoder.output_dim, model_max_length=text_encoder.model_max_length)
+    model = model.to(device, dtype).eval()
+    if getattr(model, "has_st_prior", False):
+        if prior is None:
+            raise ConfigError("the model has ST-prior blocks but the config has no prior_encoder")
+        pc, mc = prior.config, model.config
+        if (pc.spatial_token_num, pc.temporal_token_num, pc.out_dim) != (mc.spatial_prior_len, mc.temporal_prior_len,
+                                                                          mc.st_prior_channel):
+            raise ConfigError(f"prior_encoder gives {pc.spatial_token_num}+{pc.temporal_token_num} tokens of "
+                              f"{pc.out_dim} channels but the model expects {mc.spatial_prior_len}+"
+                              f"{mc.temporal_prior_len} of {mc.st_prior_channel}")
+    scheduler = build_module(cfg.scheduler, SCHEDULERS)
+    return Generator(model, text_encoder, audio_vae, scheduler, vae, prior)
+
+
+def process_prompt(text: str, cfg: Config) -> str:
+    """The text the encoders read: score suffixes, then the caption cleaning (twice)."""
+    return text_preprocessing(append_score(text, cfg.get("aes"), cfg.get("flow"), cfg.get("camera_motion")))
+
+
+@torch.no_grad()
+def generate(gen: Generator, texts: list[str], clip: tuple[int, int, int], fps: int, dtype: torch.dtype,
+             generator: torch.Generator, progress: bool = False, timings: dict | None = None):
+    """Sample B clips for processed prompts; returns (video [B, 3, T, H', W'] or None, audio [B, S])."""
+    timings = timings if timings is not None else defaultdict(float)
+    model, device = gen.model, generator.device
+    T, H, W = clip
+    B = len(texts)
+    start = time.perf_counter()
+    text = gen.text_encoder.encode(texts, device=device)
+    y = torch.cat([text["y"].to(dtype), model.null_text().to(dtype).expand(B, -1, -1, -1)])
+    kwargs = dict(y=y, mask=text["mask"].repeat(2, 1))
+    if getattr(model, "has_st_prior", False):
+        prior = gen.prior_encoder(texts, generator=generator)
+        null_spatial, null_temporal = model.null_prior()
+        kwargs["spatial_prior"] = torch.cat([prior["spatial_prior"].to(dtype), null_spatial.to(dtype).expand(B, -1, -1)])
+        kwargs["temporal_prior"] = torch.cat([prior["temporal_prior"].to(dtype), null_temporal.to(dtype).expand(B, -1, -1)])
+    video_fps = IMAGE_FPS if T == 1 else fps
+    kwargs.update(fps=torch.full((2 * B,), float(video_fps), device=device),
+                  height=torch.full((2 * B,), float(H), device=device),
+                  width=torch.full((2 * B,), float(W), device=device))
+    seconds = T / fps
+    z = {}
+    if gen.vae is not None:
+        z["video"] = torch.randn(B, geometry.VIDEO_LATENT_CHANNELS, *gen.vae.get_latent_size((T, H, W)),
+                                 generator=generator, device=device)
+    z["audio"] = torch.randn(B, *gen.audio_vae.latent_size(seconds), generator=generator, device=device)
+    timings["encode"] += time.perf_counter() - start
+
+    start = time.perf_counter()
+    z = gen.scheduler.sample(model, z, kwargs, clip_size=(T, H, W), generator=generator, progress=progress)
+    timings["sample"] += time.perf_counter() - start
+
+    start = time.perf_counter()
+    video = gen.vae.decode(z["video"].to(dtype), num_frames=T).float() if gen.vae is not None else None
+    audio = gen.audio_vae.decode(z["audio"].to(dtype), geometry.audio_samples(seconds))
+    timings["decode"] += time.perf_counter() - start
+    return video, audio
+
+
+def _check_save_dir(save_dir: Path) -> None:
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        probe = save_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"--save-dir {save_dir} is not writable ({err.strerror or err})") from None
+
+
+def _extension(T: int, audio_only: bool) -> str:
+    return ".wav" if audio_only else (".png" if T == 1 else ".mp4")
+
+
+def _seed(cfg: Config, prompt: Prompt, k: int) -> int:
+    return int(cfg.seed) + prompt.index * int(cfg.num_sample) + k
+
+
+def run(cfg: Config) -> RunReport:
+    """Run inference for a merged config (see ``scripts/inference.py``)."""
+    report = RunReport()
+    if cfg.get("dtype") not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.get('dtype')!r}")
+    T, H, W = get_clip_size(cfg.num_frames, cfg.resolution, cfg.aspect_ratio, cfg.get("image_size"))
+    prompts = load_prompts(cfg.get("prompt"), cfg.get("prompt_path"), cfg.start_index, cfg.get("end_index"))
+    save_dir = Path(cfg.save_dir)
+    _check_save_dir(save_dir)
+    info: ProcessInfo = init_distributed()
+    try:
+        _run(cfg, info, prompts, (T, H, W), save_dir, report)
+    finally:
+        shutdown()
+    return report
+
+
+def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int, int, int], save_dir: Path,
+         report: RunReport) -> None:
+    dtype = DTYPES[cfg.dtype]
+    torch.set_grad_enabled(False)
+    if info.device.type == "cuda" and cfg.get("allow_tf32", True):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    audio_only = bool(cfg.get("audio_only", False))
+    T = clip[0]
+    ext = _extension(T, audio_only)
+    verbose, num_sample = int(cfg.verbose), int(cfg.num_sample)
+    batch_size = int(cfg.batch_size)
+    batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+    mine = batches[info.rank :: info.world_size]
+    logger.info("%d prompt(s) in %d batch(es); %s %dx%dx%d at %d fps -> %s (process %d of %d)", len(prompts),
+                len(batches), "audio" if audio_only else "video", *clip, cfg.fps, save_dir, info.rank, info.world_size)
+
+    start = time.perf_counter()
+    gen = build_generator(cfg, info.device, dtype)
+    report.seconds["load"] += time.perf_counter() - start
+
+    bar = tqdm(mine, desc="prompts", disable=not (verbose == 1 and info.is_main))
+    for batch in bar:
+        for k in range(num_sample):
+            paths = [output_stem(save_dir, p, cfg.get("sample_name"), bool(cfg.prompt_as_path), k, num_sample)
+                     .with_suffix(ext) for p in batch]
+            if all(path.exists() for path in paths):
+                report.skipped.extend(paths)
+                if verbose >= 2:
+                    logger.info("exists, skipped: %s", ", ".join(p.name for p in paths))
+                continue
+            texts = [process_prompt(p.text, cfg) for p in batch]
+            if verbose >= 2:
+                for text in texts:
+                    logger.info("Prompt: %s", text)
+            generator = torch.Generator(info.device).manual_seed(_seed(cfg, batch[0], k))
+            video, audio = generate(gen, texts, clip, int(cfg.fps), dtype, generator, progress=verbose >= 2,
+                                    timings=report.seconds)
+            start = time.perf_counter()
+            for i, path in enumerate(paths):
+                if path.exists():
+                    continue
+                wave = audio[i].cpu().numpy()
+                if audio_only:
+                    write_wav(path, wave, geometry.SAMPLE_RATE)
+                elif T == 1:
+                    write_png(path, to_uint8_frames(video[i])[0])
+                else:
+                    write_mp4(path, to_uint8_frames(video[i]), int(cfg.save_fps), wave, geometry.SAMPLE_RATE)
+                report.written.append(path)
+                if verbose >= 2:
+                    logger.info("Saved to %s", path)
+            report.seconds["write"] += time.perf_counter() - start
+    barrier()
+    phases = ", ".join(f"{name} {sec:.1f} s" for name, sec in report.seconds.items())
+    logger.info("Inference finished: %d written, %d already there, in %s (%s)", len(report.written),
+                len(report.skipped), save_dir, phases)
