@@ -42,6 +42,10 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int, audio: np.n
     """
     import av
 
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {list(frames.shape)}")
     path = Path(path)
     tmp = _temporary(path)
     T, H, W, _ = frames.shape
@@ -82,6 +86,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int, audio: np.n
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = 16000) -> Path:
+    """16-bit PCM, as the original's ``soundfile.write`` default."""
     import soundfile
 
     path = Path(path)

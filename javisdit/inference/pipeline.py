@@ -28,6 +28,7 @@ from javisdit.models import geometry
 from javisdit.models.text.cleaning import append_score, text_preprocessing
 from javisdit.registry import MODELS, SCHEDULERS, build_module
 from javisdit.sizes import get_clip_size
+from javisdit.utils.seed import set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,9 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
                 len(batches), "audio" if audio_only else "video", *clip, cfg.fps, save_dir, info.rank, info.world_size)
 
     start = time.perf_counter()
+    # Seeded before building: models without weights (the tiny configs) are the same in every run
+    # and every process. Sampling draws from per-prompt generators.
+    set_seed(int(cfg.seed))
     gen = build_generator(cfg, info.device, dtype)
     report.seconds["load"] += time.perf_counter() - start
 

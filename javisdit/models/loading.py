@@ -86,9 +86,9 @@ def resolve_weights(source: str | os.PathLike, config_key: str = "from_pretraine
         include = "" if subfolders == ("",) else " --include " + " ".join(f"'{f}/*'" for f in subfolders)
         raise MissingWeightsError(
             f"{config_key}: the weights {source!r} are not in the local Hugging Face cache and could not be "
-            f"downloaded ({type(err).__name__}: {reason}). Download them on a machine with access:\n"
-            f"    huggingface-cli download {source}{include} --local-dir ./checkpoints/{name}\n"
-            f"then set {config_key}=./checkpoints/{name} (e.g. with --cfg-options {config_key}=./checkpoints/{name})."
+            f"downloaded ({type(err).__name__}: {reason}); download them with "
+            f"`huggingface-cli download {source}{include} --local-dir ./checkpoints/{name}` and set "
+            f"{config_key}=./checkpoints/{name} (e.g. --cfg-options {config_key}=./checkpoints/{name})"
         ) from None
 
 

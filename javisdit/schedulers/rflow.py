@@ -24,9 +24,14 @@ from javisdit.models import geometry
 def timestep_transform(t: torch.Tensor, height: float, width: float, num_frames: int, num_timesteps: int = 1000,
                        base_size: int = 512, scale: float = 1.0) -> torch.Tensor:
     """Shift timesteps [B] in [0, num_timesteps] by ``r = sqrt(H·W / 512²)·sqrt(latent frames)``:
-    ``τ' = r·τ / (1 + (r - 1)·τ)`` with ``τ = t / num_timesteps``."""
+    ``τ' = r·τ / (1 + (r - 1)·τ)`` with ``τ = t / num_timesteps``.
+
+    The original counted latent frames as ``(num_frames // 17) * 5``, which is the true count for
+    whole 17-frame chunks (51, 102, 204, 408 frames: identical here) but 0 below 17 frames, where every
+    timestep collapsed to 0 (or NaN at t = 1000); we use the true latent frame count.
+    """
     ratio_space = math.sqrt(height * width) / base_size
-    latent_frames = 1 if num_frames == 1 else (num_frames // geometry.VIDEO_CHUNK_FRAMES) * geometry.VIDEO_CHUNK_LATENTS
+    latent_frames = geometry.video_latent_frames(num_frames)
     r = ratio_space * math.sqrt(latent_frames) * scale
     tau = t / num_timesteps
     return num_timesteps * r * tau / (1 + (r - 1) * tau)

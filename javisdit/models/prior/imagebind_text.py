@@ -149,10 +149,9 @@ def load_imagebind_text(tower: ImageBindTextTower, path: str | os.PathLike,
     file = imagebind_file(path)
     if not file.is_file():
         raise MissingWeightsError(
-            f"{config_key}: {file} not found. The ST-prior estimator reads captions with ImageBind's text "
-            f"tower; download the checkpoint (4.5 GB) into that folder:\n"
-            f"    wget -P {file.parent} {IMAGEBIND_URL}\n"
-            f"or set {config_key} to the folder that holds {IMAGEBIND_FILE}."
+            f"{config_key}: {file} not found (the ST-prior estimator reads captions with ImageBind's text "
+            f"tower); download it (4.5 GB) with `wget -P {file.parent} {IMAGEBIND_URL}` or set {config_key} "
+            f"to the folder that holds {IMAGEBIND_FILE}"
         )
     state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     text = {k: v for k, v in state.items() if k.startswith(TEXT_PREFIXES)}
