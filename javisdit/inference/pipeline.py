@@ -156,7 +156,8 @@ def run(cfg: Config) -> RunReport:
     _check_save_dir(save_dir)
     info: ProcessInfo = init_distributed()
     try:
-        _run(cfg, info, prompts, (T, H, W), save_dir, report)
+        with torch.no_grad():
+            _run(cfg, info, prompts, (T, H, W), save_dir, report)
     finally:
         shutdown()
     return report
@@ -165,7 +166,6 @@ def run(cfg: Config) -> RunReport:
 def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int, int, int], save_dir: Path,
          report: RunReport) -> None:
     dtype = DTYPES[cfg.dtype]
-    torch.set_grad_enabled(False)
     if info.device.type == "cuda" and cfg.get("allow_tf32", True):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -33,6 +33,9 @@ def test_prompts_to_mp4_and_rerun_skips(tmp_path):
     assert _run("--prompt", "a dog barks at a train", "rain on a tin roof", "--save-dir", str(out)) == 0
     files = sorted(p.name for p in out.iterdir())
     assert files == ["sample_0000.mp4", "sample_0001.mp4"]
+    import torch
+
+    assert torch.is_grad_enabled()  # the run leaves the process as it found it
     info = _video(out / "sample_0000.mp4")
     assert info["codec"] == "h264" and info["frames"].shape == (9, 32, 48, 3)
     assert info["audio_codec"] == "aac" and info["rate"] == 16000
