@@ -114,3 +114,11 @@ def randomise_sync_modules(model):
         for name, p in model.named_parameters():
             if name.startswith(("video_st_prior_blocks", "audio_st_prior_blocks", "va_cross_blocks")):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory):
+    """Three synthetic sounding clips (2.2 s, 24 fps, 144x256) and their stage CSVs."""
+    from javisdit.datasets.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), num_clips=3, seconds=2.2, seed=0)
