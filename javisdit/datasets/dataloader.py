@@ -41,8 +41,10 @@ def build_dataloader(dataset, bucket_config: dict, seed: int = 42, num_workers: 
     sampler = VariableVideoBatchSampler(dataset.clip_sizes(), bucket_config, num_replicas=num_replicas, rank=rank,
                                         seed=seed, frame_interval=frame_interval)
     generator = torch.Generator().manual_seed(seed + 7919 * sampler.rank)
+    # Workers start from a clean process ("forkserver"): forking a process that already ran codec and
+    # math threads can deadlock the children. They persist across epochs, so the start-up is paid once.
+    workers = dict(multiprocessing_context="forkserver", persistent_workers=True,
+                   prefetch_factor=prefetch_factor) if num_workers > 0 else {}
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
-                        worker_init_fn=_seed_worker, generator=generator, pin_memory=pin_memory,
-                        prefetch_factor=prefetch_factor if num_workers > 0 else None,
-                        persistent_workers=False)
+                        worker_init_fn=_seed_worker, generator=generator, pin_memory=pin_memory, **workers)
     return loader, sampler

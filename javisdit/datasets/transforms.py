@@ -18,7 +18,8 @@ def resize_crop(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
         size = (height, round(w * height / h))
     else:
         size = (round(h * width / w), width)
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    if size != (h, w):  # already the right size: nothing to interpolate
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     top, left = int((size[0] - height) / 2), int((size[1] - width) / 2)
     x = x[:, :, top : top + height, left : left + width]
     return ((x - 0.5) / 0.5).permute(1, 0, 2, 3).contiguous()

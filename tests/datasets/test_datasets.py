@@ -108,3 +108,15 @@ def test_dataloader_with_workers(synthetic_data):
     assert len(batches) == len(sampler) == 1
     assert batches[0]["video"].shape == (2, 3, 17, 144, 256) and batches[0]["audio"].shape == (2, 1, 96, 64)
     assert batches[0]["skipped"] == 0 and len(batches[0]["text"]) == 2
+
+
+def test_resize_crop_covers_then_centre_crops():
+    from javisdit.datasets.transforms import resize_crop
+
+    frames = torch.zeros(2, 100, 300, 3, dtype=torch.uint8)
+    frames[:, :, 100:200] = 255  # a white band in the middle third
+    out = resize_crop(frames, 50, 50)  # 100x300 -> 50x150 (covers), then the centre 50 columns
+    assert out.shape == (3, 2, 50, 50)
+    assert torch.allclose(out[:, :, :, 5:45], torch.ones(1)) and out.min() >= -1
+    same = resize_crop(frames, 100, 300)
+    assert torch.equal(same[0, 0, 0, :3], torch.tensor([-1.0, -1.0, -1.0]))
