@@ -74,3 +74,22 @@ def test_augmentor_with_unpaired_audio(tmp_path):
         for a in unpaired:
             assert a.shape == (1000,) and (a[500:] == 0).all()  # padded to the clip's length
     assert 0 < hits <= 8
+
+
+def test_add_sound_source_mixes_in_another_recording(tmp_path):
+    import soundfile
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    soundfile.write(pool / "other.wav", (torch.ones(4000) * 0.5).numpy(), 16000)
+    aug = augment.NegativeAugmentor(1, audio_augmentation_pool=str(pool))
+    wave = torch.sin(torch.arange(3000) / 5.0) * 0.4  # loud everywhere: a real start is found
+    for seed in range(20):
+        rng = random.Random(seed)
+        if rng.choice(augment.AUDIO_SPATIAL) == "add_sound_source":
+            out = aug.audio_spatial(wave, random.Random(seed), audio_name="clip.wav")
+            added = out - wave
+            assert added.abs().max() > 0.4 and torch.allclose(added[added != 0], torch.full_like(added[added != 0], 0.5), atol=2e-4)
+            break
+    else:
+        raise AssertionError("no seed drew add_sound_source")
