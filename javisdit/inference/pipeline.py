@@ -58,7 +58,7 @@ class RunReport:
 def build_generator(cfg: Config, device: torch.device, dtype: torch.dtype) -> Generator:
     """Build (and load) every model of the config on ``device`` in ``dtype``."""
     audio_only = bool(cfg.get("audio_only", False))
-    text_encoder = build_module(cfg.text_encoder, MODELS)
+    text_encoder = build_module(cfg.text_encoder, MODELS, dtype=dtype)
     text_encoder = text_encoder.to(dtype) if getattr(text_encoder, "cpu_offload", False) else text_encoder.to(device, dtype)
     prior = None
     if cfg.get("prior_encoder") is not None and not audio_only:

@@ -92,7 +92,17 @@ def resolve_weights(source: str | os.PathLike, config_key: str = "from_pretraine
         ) from None
 
 
-def _read_file(path: Path) -> dict[str, torch.Tensor]:
+def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    if dtype is None:
+        return state
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _read_file(path: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    return _cast(_read_file_raw(path), dtype)
+
+
+def _read_file_raw(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -106,8 +116,9 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
     raise WeightsMismatchError(f"unsupported weights file {path} (use .safetensors, .bin, .pt or .pth)")
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """All tensors of a weights file or folder (CPU).
+def read_state_dict(path: str | os.PathLike, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of a weights file or folder (CPU); floating-point ones cast to ``dtype`` shard by shard
+    when given (so a bf16 load of fp32 shards never holds the whole fp32 model).
 
     A folder holds one of ``model.safetensors``, ``diffusion_pytorch_model.safetensors``,
     ``pytorch_model.bin``, or shards listed by a ``*.index.json``; a training checkpoint folder holds
@@ -118,7 +129,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if path.is_file():
-        return _read_file(path)
+        return _read_file(path, dtype)
     if not path.is_dir():
         raise MissingWeightsError(f"no such file or folder: {path}")
     for name in _INDEX_FILES:
@@ -129,13 +140,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             for shard in shards:
                 if not (path / shard).is_file():
                     raise MissingWeightsError(f"{index} lists the shard {shard}, which is missing")
-                state.update(_read_file(path / shard))
+                state.update(_read_file(path / shard, dtype))
             return state
     for name in _WEIGHT_FILES:
         if (path / name).is_file():
-            return _read_file(path / name)
+            return _read_file(path / name, dtype)
     if (path / "model").is_dir():
-        return read_state_dict(path / "model")
+        return read_state_dict(path / "model", dtype)
     raise MissingWeightsError(
         f"no weights in {path}: expected one of {', '.join(_WEIGHT_FILES)}, a sharded index "
         f"({', '.join(_INDEX_FILES)}) or a model/ sub-folder"

@@ -31,7 +31,7 @@ T5_PRESETS: dict[str, dict[str, Any]] = {
 
 class T5TextEncoder(nn.Module):
     def __init__(self, from_pretrained: str | None = "DeepFloyd/t5-v1_1-xxl", model_max_length: int = 300,
-                 preset: str = "xxl", cpu_offload: bool = False):
+                 preset: str = "xxl", cpu_offload: bool = False, dtype: torch.dtype | None = None):
         super().__init__()
         from transformers import T5Config, T5EncoderModel
 
@@ -51,7 +51,8 @@ class T5TextEncoder(nn.Module):
             with torch.device("meta"):
                 self.model = T5EncoderModel(config)
             tied = tuple(getattr(self.model, "_tied_weights_keys", None) or ())
-            load_state_dict_checked(self.model, read_state_dict(path), source=str(from_pretrained),
+            # Cast while reading: the XXL shards in fp32 would need 19 GB at once.
+            load_state_dict_checked(self.model, read_state_dict(path, dtype), source=str(from_pretrained),
                                     allow_missing=tied, ignore_unexpected=("decoder.", "lm_head."), assign=True)
             self.model.tie_weights()
             from transformers import AutoTokenizer

@@ -83,3 +83,9 @@ def test_append_score():
     assert append_score("a cat", aes=6.5) == "a cat aesthetic score: 6.5."
     assert append_score("a cat aesthetic score: 5.0.", aes=6.5) == "a cat aesthetic score: 5.0."
     assert append_score("a cat", flow=5, camera_motion="pan left") == "a cat motion score: 5.0. camera motion: pan left."
+
+
+def test_load_in_bf16(t5_folder):
+    t5 = T5TextEncoder(from_pretrained=str(t5_folder[0]), model_max_length=10, dtype=torch.bfloat16)
+    assert t5.model.shared.weight.dtype == torch.bfloat16
+    assert t5.encode(["rain"])["y"].dtype == torch.bfloat16
