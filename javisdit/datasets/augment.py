@@ -143,13 +143,108 @@ def audio_temporal_shift(full: torch.Tensor, window: tuple[int, int], rng: rando
     return full[new : new + S].clone()
 
 
+# ----- SA-V masklets -------------------------------------------------------------------------------------------
+
+def usable_frames(visible: list[bool], carry: int = 10) -> list[int]:
+    """Visible frames, plus the first ``carry`` frames of every run of invisible ones."""
+    usable, gap = [], 0
+    for i, seen in enumerate(visible):
+        gap = 0 if seen else gap + 1
+        if seen or gap <= carry:
+            usable.append(i)
+    return usable
+
+
+class MaskletPool:
+    """SA-V masklets: ``{vid}_meta_{i}.json`` (``video_frame_height``, ``video_frame_width``,
+    ``visible[]``, ``crop_bbox[]`` as x, y, w, h per frame) beside ``{vid}_masklet_{i}.mp4`` (the
+    object's pixels) and ``{vid}_mask_{i}.mp4`` (its mask), sorted by usable length."""
+
+    def __init__(self, metas: list[Path]):
+        import json
+
+        entries = []
+        for meta in metas:
+            info = json.loads(meta.read_text())
+            usable = usable_frames([bool(v) for v in info["visible"]])
+            entries.append((len(usable), str(meta), info, usable))
+        entries.sort(key=lambda e: (e[0], e[1]))
+        self.entries = entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @staticmethod
+    def media(meta: str, kind: str) -> Path:
+        path = Path(meta)
+        return path.with_name(path.name.replace("_meta_", f"_{kind}_").replace(".json", ".mp4"))
+
+    def paste(self, video: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        """Paste a random masklet, scaled and placed at random, over a random run of frames."""
+        from javisdit.datasets.read import read_video_frames
+
+        C, T, H, W = video.shape
+        length = rng.randint(min(T, max(12, T // 10)), T)
+        candidates = [e for e in self.entries if e[0] > length] or [self.entries[-1]]
+        count, meta, info, usable = rng.choice(candidates)
+        begin = rng.randint(0, max(0, count - length))
+        frames = usable[begin : begin + length]
+        boxes = np.array([info["crop_bbox"][f] for f in frames], dtype=float)  # x, y, w, h
+        left, top = boxes[:, 0].min(), boxes[:, 1].min()
+        w_u, h_u = (boxes[:, 0] + boxes[:, 2]).max() - left, (boxes[:, 1] + boxes[:, 3]).max() - top
+        if w_u <= 0 or h_u <= 0:
+            low = high = 1.0
+        else:
+            high = min((W - 1) / w_u, (H - 1) / h_u)
+            low = min((W - 1) / info["video_frame_width"], (H - 1) / info["video_frame_height"], high)
+        r = rng.uniform(low, high)
+        x0 = rng.randint(0, max(0, W - math.ceil(w_u * r) - 1))
+        y0 = rng.randint(0, max(0, H - math.ceil(h_u * r) - 1))
+        at = rng.randint(0, T - len(frames))
+        content = read_video_frames(self.media(meta, "masklet"), np.array(frames))
+        masks = read_video_frames(self.media(meta, "mask"), np.array(frames))
+        out = video.clone()
+        for j, (x, y, w, h) in enumerate(boxes):
+            bx, by = int(x0 + (x - left) * r), int(y0 + (y - top) * r)
+            bw, bh = min(int(w * r), W - bx), min(int(h * r), H - by)
+            if bw < 1 or bh < 1:
+                continue
+            pixels = content[j].permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, h, w] in [-1, 1]
+            mask = (masks[j][..., 0] > 127).float()[None, None]  # thresholded, unlike the original
+            pixels = torch.nn.functional.interpolate(pixels, size=(bh, bw), mode="bilinear", align_corners=False)[0]
+            mask = torch.nn.functional.interpolate(mask, size=(bh, bw), mode="nearest")[0, 0].bool()
+            region = out[:, at + j, by : by + bh, bx : bx + bw]
+            out[:, at + j, by : by + bh, bx : bx + bw] = torch.where(mask, pixels.to(out.dtype), region)
+        return out
+
+
+# ----- separated sources (AudioSep stems) -----------------------------------------------------------------------
+
+def stem_for_window(audio_path: str, begin: int, end: int, rng: random.Random) -> Path | None:
+    """A separated stem of ``audio_path`` active over the whole sample range [begin, end): stems are
+    ``{audio}__sep__{iii}_{jjj}_{label}.wav`` with their active intervals in ``{audio}.json`` under
+    ``{label}_{iii}_{jjj}``."""
+    import json
+
+    index = Path(f"{audio_path}.json")
+    if not index.is_file():
+        return None
+    candidates = []
+    for key, intervals in json.loads(index.read_text()).items():
+        label, first, second = key.rsplit("_", 2)
+        stem = Path(f"{audio_path}__sep__{first}_{second}_{label}.wav")
+        if stem.is_file() and any(a <= begin and end <= b for a, b in intervals):
+            candidates.append(stem)
+    return rng.choice(sorted(candidates)) if candidates else None
+
+
 class NegativeAugmentor:
     """Builds ``aug_num`` negatives of each kind for one sample (see the module docstring)."""
 
     def __init__(self, aug_num: int = 1, video_augmentation_pool: str | None = None,
                  audio_augmentation_pool: str | None = None):
         self.aug_num = int(aug_num)
-        self.masklets = self._pool(video_augmentation_pool, "*.json", "video (SA-V masklet)")
+        self.masklets = MaskletPool(self._pool(video_augmentation_pool, "*.json", "video (SA-V masklet)"))
         self.sounds = self._pool(audio_augmentation_pool, "*.wav", "audio")
         self._warned: set[str] = set()
 
@@ -170,13 +265,20 @@ class NegativeAugmentor:
     def video_spatial(self, video: torch.Tensor, rng: random.Random) -> torch.Tensor:
         op = rng.choice(VIDEO_SPATIAL)
         if op == "add_masklet":
-            self._fallback(op, "random_mask")  # pasting SA-V masklets is not implemented yet
+            if len(self.masklets):
+                try:
+                    return self.masklets.paste(video, rng)
+                except Exception as err:  # an unreadable masklet: fall back, loudly
+                    logger.warning("add_masklet failed (%s: %s): random_mask instead", type(err).__name__, err)
+            else:
+                self._fallback(op, "random_mask")
         return random_mask(video, rng)
 
     def video_temporal(self, video: torch.Tensor, rng: random.Random) -> torch.Tensor:
         return video_temporal_shift(video, rng) if rng.choice(VIDEO_TEMPORAL) == "temporal_shift" else video_stall(video, rng)
 
-    def audio_spatial(self, wave: torch.Tensor, rng: random.Random, audio_name: str = "") -> torch.Tensor:
+    def audio_spatial(self, wave: torch.Tensor, rng: random.Random, audio_name: str = "",
+                      full: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
         op = rng.choice(AUDIO_SPATIAL)
         S = wave.shape[0]
         length = rng.randint(S // 3, max(S // 3, S - 10))
@@ -198,9 +300,17 @@ class NegativeAugmentor:
             out[at : at + piece.shape[0]] += piece[: S - at]
             return out
         if op == "del_sound_source":
-            self._fallback(op, "silencing the window")  # separated stems are not implemented yet
             out = wave.clone()
-            out[start : start + length] = 0
+            stem = stem_for_window(audio_name, offset + start, offset + start + length, rng) if audio_name else None
+            if stem is None or full is None:
+                self._fallback(op, "silencing the window")
+                out[start : start + length] = 0
+                return out
+            from javisdit.datasets.read import load_waveform
+
+            source = load_waveform(stem)
+            a, b = offset + start, min(offset + start + length, source.shape[0], full.shape[0])
+            out[start : start + (b - a)] = full[a:b] - source[a:b]  # the mix without that source
             return out
         return scale_volume(wave, start, length, rng)
 
@@ -238,7 +348,7 @@ class NegativeAugmentor:
         for _ in range(self.aug_num):
             videos["spatial"].append(self.video_spatial(video, rng))
             videos["temporal"].append(self.video_temporal(video, rng))
-            audios["spatial"].append(self.audio_spatial(wave, rng, audio_name))
+            audios["spatial"].append(self.audio_spatial(wave, rng, audio_name, full_wave, window[0]))
             audios["temporal"].append(self.audio_temporal(wave, full_wave, window, rng))
             for mode in ("spatial", "temporal"):  # an unpaired recording replaces one negative at most
                 if unpaired is not None and rng.random() > 0.5:

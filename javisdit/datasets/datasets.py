@@ -150,7 +150,8 @@ class VariableVideoAudioTextDataset(Dataset):
         if self.augmentor is not None:
             unpaired = record.get("unpaired_audio_path") or None
             neg_videos, neg_waves = self.augmentor(video, clip_wave, wave, (a0, a1), rng,
-                                                   self._path(unpaired) if unpaired else None, audio_name=audio_source)
+                                                   self._path(unpaired) if unpaired else None,
+                                                   audio_name=str(self._path(audio_source)))
             sample["neg_videos"] = {k: torch.stack(v) for k, v in neg_videos.items()}
             sample["neg_audios"] = {k: torch.stack([self.mel(w, duration)[0] for w in v]) for k, v in neg_waves.items()}
         if self.require_onset:

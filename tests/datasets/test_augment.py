@@ -1,6 +1,7 @@
 """Each negative changes what it should, and only that."""
 
 import random
+from pathlib import Path
 
 import torch
 
@@ -93,3 +94,53 @@ def test_add_sound_source_mixes_in_another_recording(tmp_path):
             break
     else:
         raise AssertionError("no seed drew add_sound_source")
+
+
+def test_masklet_is_pasted_where_its_mask_is(tmp_path):
+    import json
+
+    import numpy as np
+
+    from javisdit.inference.media import write_mp4
+
+    T, h, w = 16, 16, 16
+    content = np.zeros((T, h, w, 3), np.uint8)
+    content[..., 0] = 250  # a red object
+    mask = np.zeros((T, h, w, 3), np.uint8)
+    mask[:, 4:12, 4:12] = 255
+    write_mp4(tmp_path / "v1_masklet_000.mp4", content, 24)
+    write_mp4(tmp_path / "v1_mask_000.mp4", mask, 24)
+    meta = dict(video_frame_height=64, video_frame_width=64, visible=[True] * T, crop_bbox=[[10, 10, 16, 16]] * T)
+    (tmp_path / "v1_meta_000.json").write_text(json.dumps(meta))
+    aug = augment.NegativeAugmentor(1, video_augmentation_pool=str(tmp_path))
+    assert len(aug.masklets) == 1 and augment.usable_frames([True, False, False, True], carry=1) == [0, 1, 3]
+    video = torch.full((3, 20, 48, 48), -0.5)
+    out = aug.masklets.paste(video, random.Random(4))
+    changed = (out != video).any(dim=0)  # [T, H, W]
+    frames = changed.flatten(1).any(dim=1)
+    assert frames.sum() >= 12  # at least 12 frames (one run)
+    assert torch.allclose(out[0][changed], torch.tensor(250 / 127.5 - 1), atol=0.1)  # red where pasted
+    assert (out[2][changed] < -0.8).all()
+    assert changed[frames].float().mean() < 0.5  # only the masked part of the box
+
+
+def test_del_sound_source_removes_the_stem(tmp_path):
+    import json
+
+    import soundfile
+
+    mix_path = tmp_path / "clip.wav"
+    dog, rain = torch.sin(torch.arange(8000) / 3.0) * 0.3, torch.full((8000,), 0.1)
+    soundfile.write(mix_path, (dog + rain).numpy(), 16000, subtype="FLOAT")
+    soundfile.write(f"{mix_path}__sep__000_001_dog.wav", dog.numpy(), 16000, subtype="FLOAT")
+    Path(f"{mix_path}.json").write_text(json.dumps({"dog_000_001": [[0, 8000]]}))
+    aug = augment.NegativeAugmentor(1)
+    full = dog + rain
+    for seed in range(40):
+        if random.Random(seed).choice(augment.AUDIO_SPATIAL) == "del_sound_source":
+            out = aug.audio_spatial(full[1000:7000].clone(), random.Random(seed), str(mix_path), full, 1000)
+            removed = out != full[1000:7000]
+            assert removed.any() and torch.allclose(out[removed], torch.full_like(out[removed], 0.1), atol=1e-5)
+            break
+    else:
+        raise AssertionError("no seed drew del_sound_source")
