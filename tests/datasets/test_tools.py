@@ -94,3 +94,19 @@ def test_errors(tmp_path, capsys):
     (tmp_path / "t.csv").write_text("id\nx\n")
     assert main(["info", str(tmp_path / "t.csv"), "--output", str(tmp_path / "y.csv")]) == 2
     assert "the CSV lacks column(s) path" in capsys.readouterr().err
+
+
+def test_unpaired_audio_generated_by_an_audio_config(synthetic_data, tmp_path):
+    from conftest import REPO
+
+    config = tmp_path / "voice.py"
+    config.write_text(f'_base_ = ["{REPO}/configs/tiny/inference.py"]\naudio_only = True\nnum_frames = 9\n'
+                      'image_size = [32, 48]\nmodel = dict(only_infer_audio=True, train_st_prior_attn=False, '
+                      'train_va_cross_attn=False)\n')
+    out = tmp_path / "prior.csv"
+    assert main(["unpaired", str(synthetic_data["stage3_jav"]), "--config", str(config), "--output", str(out)]) == 0
+    table = _csv(out)
+    assert len(table) == 3
+    for path in table["unpaired_audio_path"]:
+        data, rate = soundfile.read(path)
+        assert rate == 16000 and data.shape == (6000,)  # 9 frames at 24 fps

@@ -68,19 +68,28 @@ class MelFrontEnd(nn.Module):
         return log_mel[:, None]
 
 
+_REPORTED: set[tuple[str, str]] = set()
+
+
+def _log_once(name: str, kind: str, message: str, *args) -> None:
+    if (name, kind) not in _REPORTED:
+        _REPORTED.add((name, kind))
+        logger.info(message, name, *args)
+
+
 def to_mono_16k(waveform: torch.Tensor, sample_rate: int, name: str = "audio") -> torch.Tensor:
     """A float mono waveform at 16 kHz: channels [C, S] are averaged and other rates resampled
-    (librosa / soxr), each with a log line."""
+    (librosa / soxr), each with a log line (once per file name)."""
     if waveform.dim() == 2:
         if waveform.shape[0] > 1:
-            logger.info("%s: %d channels mixed down to mono", name, waveform.shape[0])
+            _log_once(name, "mix", "%s: %d channels mixed down to mono", waveform.shape[0])
         waveform = waveform.float().mean(dim=0)
     if waveform.dim() != 1:
         raise ValueError(f"{name}: expected a waveform [S] or [C, S], got {list(waveform.shape)}")
     if sample_rate != geometry.SAMPLE_RATE:
         import librosa
 
-        logger.info("%s: resampled from %d Hz to %d Hz", name, sample_rate, geometry.SAMPLE_RATE)
+        _log_once(name, "rate", "%s: resampled from %d Hz to %d Hz", sample_rate, geometry.SAMPLE_RATE)
         waveform = torch.from_numpy(
             librosa.resample(waveform.float().numpy(), orig_sr=sample_rate, target_sr=geometry.SAMPLE_RATE)
         )
