@@ -216,7 +216,7 @@ def load_state_dict_checked(
     skipped = [k for k in own if k not in state]
     if skipped:
         logger.info("%s: %d tensors not in the checkpoint keep their values (%s...)", source, len(skipped), skipped[0])
-    # strict=False only for the allow-listed gaps checked above; nothing else can be missing here.
+    # Non-strict only when allow-listed keys are absent (checked above): nothing else can be missing here.
     model.load_state_dict(state, strict=not skipped, assign=assign)
     return report
 
