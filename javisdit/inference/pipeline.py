@@ -37,7 +37,7 @@ IMAGE_FPS = 120  # the fps conditioning of single images
 
 
 @dataclass
-class Generator:
+class Models:
     """The models of a run."""
 
     model: torch.nn.Module
@@ -55,7 +55,7 @@ class RunReport:
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
-def build_generator(cfg: Config, device: torch.device, dtype: torch.dtype) -> Generator:
+def build_models(cfg: Config, device: torch.device, dtype: torch.dtype) -> Models:
     """Build (and load) every model of the config on ``device`` in ``dtype``."""
     audio_only = bool(cfg.get("audio_only", False))
     text_encoder = build_module(cfg.text_encoder, MODELS, dtype=dtype)
@@ -79,7 +79,7 @@ def build_generator(cfg: Config, device: torch.device, dtype: torch.dtype) -> Ge
                               f"{pc.out_dim} channels but the model expects {mc.spatial_prior_len}+"
                               f"{mc.temporal_prior_len} of {mc.st_prior_channel}")
     scheduler = build_module(cfg.scheduler, SCHEDULERS)
-    return Generator(model, text_encoder, audio_vae, scheduler, vae, prior)
+    return Models(model, text_encoder, audio_vae, scheduler, vae, prior)
 
 
 def process_prompt(text: str, cfg: Config) -> str:
@@ -88,7 +88,7 @@ def process_prompt(text: str, cfg: Config) -> str:
 
 
 @torch.no_grad()
-def generate(gen: Generator, texts: list[str], clip: tuple[int, int, int], fps: int, dtype: torch.dtype,
+def generate(gen: Models, texts: list[str], clip: tuple[int, int, int], fps: int, dtype: torch.dtype,
              generator: torch.Generator, progress: bool = False, timings: dict | None = None):
     """Sample B clips for processed prompts; returns (video [B, 3, T, H', W'] or None, audio [B, S])."""
     timings = timings if timings is not None else defaultdict(float)
@@ -183,7 +183,7 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
     # Seeded before building: models without weights (the tiny configs) are the same in every run
     # and every process. Sampling draws from per-prompt generators.
     set_seed(int(cfg.seed))
-    gen = build_generator(cfg, info.device, dtype)
+    gen = build_models(cfg, info.device, dtype)
     report.seconds["load"] += time.perf_counter() - start
 
     bar = tqdm(mine, desc="prompts", disable=not (verbose == 1 and info.is_main))
