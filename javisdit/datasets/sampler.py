@@ -92,5 +92,3 @@ class VariableVideoBatchSampler(Sampler):
         self.seed, self.epoch = state["seed"], state["epoch"]
         self.last_micro_batch_access_index = state["last_micro_batch_access_index"]
 
-    def bucket_statistics(self) -> dict[tuple, int]:
-        return {bucket: len(rows) for bucket, rows in self.group_by_bucket().items()}

@@ -89,14 +89,20 @@ def process_prompt(text: str, cfg: Config) -> str:
 
 @torch.no_grad()
 def generate(gen: Models, texts: list[str], clip: tuple[int, int, int], fps: int, dtype: torch.dtype,
-             generator: torch.Generator, progress: bool = False, timings: dict | None = None):
-    """Sample B clips for processed prompts; returns (video [B, 3, T, H', W'] or None, audio [B, S])."""
+             generator: torch.Generator, progress: bool = False, timings: dict | None = None,
+             text: dict[str, torch.Tensor] | None = None):
+    """Sample B clips for processed prompts; returns (video [B, 3, T, H', W'] or None, audio [B, S]).
+
+    ``text``: the prompts' T5 features when already computed (they do not change between the samples
+    of a prompt; the prior is sampled anew each time).
+    """
     timings = timings if timings is not None else defaultdict(float)
     model, device = gen.model, generator.device
     T, H, W = clip
     B = len(texts)
     start = time.perf_counter()
-    text = gen.text_encoder.encode(texts, device=device)
+    if text is None:
+        text = gen.text_encoder.encode(texts, device=device)
     y = torch.cat([text["y"].to(dtype), model.null_text().to(dtype).expand(B, -1, -1, -1)])
     kwargs = dict(y=y, mask=text["mask"].repeat(2, 1))
     if getattr(model, "has_st_prior", False):
@@ -188,6 +194,10 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
 
     bar = tqdm(mine, desc="prompts", disable=not (verbose == 1 and info.is_main))
     for batch in bar:
+        texts, text = [process_prompt(p.text, cfg) for p in batch], None
+        if verbose >= 2:
+            for line in texts:
+                logger.info("Prompt: %s", line)
         for k in range(num_sample):
             paths = [output_stem(save_dir, p, cfg.get("sample_name"), bool(cfg.prompt_as_path), k, num_sample)
                      .with_suffix(ext) for p in batch]
@@ -196,13 +206,13 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
                 if verbose >= 2:
                     logger.info("exists, skipped: %s", ", ".join(p.name for p in paths))
                 continue
-            texts = [process_prompt(p.text, cfg) for p in batch]
-            if verbose >= 2:
-                for text in texts:
-                    logger.info("Prompt: %s", text)
+            if text is None:  # once per batch, whatever the number of samples
+                start = time.perf_counter()
+                text = gen.text_encoder.encode(texts, device=info.device)
+                report.seconds["encode"] += time.perf_counter() - start
             generator = torch.Generator(info.device).manual_seed(_seed(cfg, batch[0], k))
             video, audio = generate(gen, texts, clip, int(cfg.fps), dtype, generator, progress=verbose >= 2,
-                                    timings=report.seconds)
+                                    timings=report.seconds, text=text)
             start = time.perf_counter()
             for i, path in enumerate(paths):
                 if path.exists():

@@ -139,3 +139,13 @@ def test_torchrun_two_processes_write_what_one_writes(tmp_path):
     for name in one:
         a, b = _video(tmp_path / "one" / name)["frames"], _video(tmp_path / "two" / name)["frames"]
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+
+
+def test_captions_are_encoded_once_per_batch(tmp_path, monkeypatch):
+    from javisdit.models.text.t5 import T5TextEncoder
+
+    calls = []
+    original = T5TextEncoder.encode
+    monkeypatch.setattr(T5TextEncoder, "encode", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    assert _run("--prompt", "a bell rings", "--num-sample", "3", "--save-dir", str(tmp_path)) == 0
+    assert len(list(tmp_path.iterdir())) == 3 and len(calls) == 1

@@ -108,7 +108,3 @@ def initialize_from(
                 len(report.loaded), len(state_dicts), len(report.kept_init), len(report.ignored))
     return report
 
-
-def set_grad_checkpointing(model: nn.Module, enabled: bool = True) -> None:
-    """Recompute each block's activations in the backward pass instead of storing them."""
-    model.grad_checkpointing = enabled

@@ -130,10 +130,9 @@ class STDiT3(nn.Module):
         x = x.reshape(B, Cout, T * pt, H * ph, W * pw)
         return x[:, :, : size[0], : size[1], : size[2]]
 
-    def _check_video(self, vx: torch.Tensor, x_mask: torch.Tensor | None) -> None:
+    def _check_video(self, vx: torch.Tensor, x_mask: torch.Tensor | None, name: str = "x") -> None:
         cin = self.config.in_channels
-        check_shape("x['video']" if hasattr(self, "ax_embedder") else "x", vx, (None, cin, None, None, None),
-                    f"[B, {cin}, T, H, W]")
+        check_shape(name, vx, (None, cin, None, None, None), f"[B, {cin}, T, H, W]")
         if x_mask is not None:
             check_shape("x_mask", x_mask, (vx.shape[0], vx.shape[2]), f"[B, T] = [{vx.shape[0]}, {vx.shape[2]}]")
 

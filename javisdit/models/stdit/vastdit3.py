@@ -128,7 +128,7 @@ class VASTDiT3(STDiT3):
             raise ValueError(f"x['audio'] time and mel sizes must be multiples of the audio patch {cfg.audio_patch_size}, "
                              f"got {list(ax.shape[2:])}")
         if has_video:
-            self._check_video(x["video"], x_mask)
+            self._check_video(x["video"], x_mask, name="x['video']")
             if x["video"].shape[0] != B:
                 raise ValueError(f"x['video'] has batch {x['video'].shape[0]} but x['audio'] has batch {B}")
         if ax_mask is not None:
