@@ -114,7 +114,9 @@ class VariableVideoAudioTextDataset(Dataset):
         row, T, H, W, seed = index if isinstance(index, tuple) else (index, None, None, None, index)
         record = self.table.iloc[row]
         try:
-            return self._load(row, record, T, H, W, seed)
+            sample = self._load(row, record, T, H, W, seed)
+            sample["seed"] = seed  # the sample's own random source downstream (training noise, masks)
+            return sample
         except UnreadableClip as err:
             logger.warning("skipped sample %d: %s", row, err)
         except Exception as err:  # a corrupt file must not end a training run

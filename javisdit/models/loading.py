@@ -116,13 +116,30 @@ def _read_file_raw(path: Path) -> dict[str, torch.Tensor]:
     raise WeightsMismatchError(f"unsupported weights file {path} (use .safetensors, .bin, .pt or .pth)")
 
 
+_CHECKPOINT_NAME = re.compile(r"^epoch(\d+)-global_step(\d+)$")
+
+
+def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The ``epochEEE-global_stepS`` checkpoint of a training run folder with the highest step, if any."""
+    found = [(int(m.group(2)), p) for p in Path(folder).iterdir()
+             if p.is_dir() and (m := _CHECKPOINT_NAME.match(p.name))] if Path(folder).is_dir() else []
+    return max(found)[1] if found else None
+
+
+def _weights_folder(path: Path) -> Path:
+    """A training run folder stands for its latest checkpoint, a checkpoint for its ``model/``."""
+    if path.is_dir() and not (path / "model").is_dir() and (latest := latest_checkpoint(path)) is not None:
+        path = latest
+    return path / "model" if (path / "model").is_dir() else path
+
+
 def read_state_dict(path: str | os.PathLike, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """All tensors of a weights file or folder (CPU); floating-point ones cast to ``dtype`` shard by shard
     when given (so a bf16 load of fp32 shards never holds the whole fp32 model).
 
     A folder holds one of ``model.safetensors``, ``diffusion_pytorch_model.safetensors``,
     ``pytorch_model.bin``, or shards listed by a ``*.index.json``; a training checkpoint folder holds
-    them in ``model/``.
+    them in ``model/``, and a training run folder (``runs/NNN-Model``) means its latest checkpoint.
 
     Raises:
         MissingWeightsError: the path or a shard does not exist, or a folder holds no weights.
@@ -132,6 +149,7 @@ def read_state_dict(path: str | os.PathLike, dtype: torch.dtype | None = None) -
         return _read_file(path, dtype)
     if not path.is_dir():
         raise MissingWeightsError(f"no such file or folder: {path}")
+    path = _weights_folder(path)
     for name in _INDEX_FILES:
         index = path / name
         if index.is_file():
@@ -145,8 +163,6 @@ def read_state_dict(path: str | os.PathLike, dtype: torch.dtype | None = None) -
     for name in _WEIGHT_FILES:
         if (path / name).is_file():
             return _read_file(path / name, dtype)
-    if (path / "model").is_dir():
-        return read_state_dict(path / "model", dtype)
     raise MissingWeightsError(
         f"no weights in {path}: expected one of {', '.join(_WEIGHT_FILES)}, a sharded index "
         f"({', '.join(_INDEX_FILES)}) or a model/ sub-folder"
@@ -154,9 +170,9 @@ def read_state_dict(path: str | os.PathLike, dtype: torch.dtype | None = None) -
 
 
 def read_config(path: str | os.PathLike) -> dict:
-    """The ``config.json`` beside the weights (also in a ``model/`` sub-folder), or ``{}``."""
+    """The ``config.json`` beside the weights (found as ``read_state_dict`` finds them), or ``{}``."""
     path = Path(path)
-    for folder in (path, path / "model") if path.is_dir() else (path.parent,):
+    for folder in (_weights_folder(path),) if path.is_dir() else (path.parent,):
         if (folder / "config.json").is_file():
             return json.loads((folder / "config.json").read_text())
     return {}

@@ -13,12 +13,13 @@ The original computes the timestep shift ratio from bf16 copies of the clip size
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from tqdm import tqdm
 
 from javisdit.models import geometry
+from javisdit.utils.seed import rand, randn
 
 
 def timestep_transform(t: torch.Tensor, height: float, width: float, num_frames: int, num_timesteps: int = 1000,
@@ -72,15 +73,15 @@ class RFlow:
         return timestep_transform(t, float(_first(height)), float(_first(width)), int(_first(num_frames)),
                                   self.num_timesteps, scale=self.transform_scale)
 
-    def sample_timesteps(self, batch_size: int, height, width, num_frames, device=None,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-        """Training timesteps [B]: uniform or logit-normal on (0, 1000), then shifted."""
+    def sample_timesteps(self, batch_size: int, height, width, num_frames, device=None, generator=None) -> torch.Tensor:
+        """Training timesteps [B]: uniform or logit-normal on (0, 1000), then shifted. ``generator``: a
+        generator or one per sample."""
         if self.use_discrete_timesteps:
-            t = torch.randint(0, self.num_timesteps, (batch_size,), device=device, generator=generator).float()
+            t = (rand((batch_size,), generator, device) * self.num_timesteps).floor()
         elif self.sample_method == "uniform":
-            t = torch.rand(batch_size, device=device, generator=generator) * self.num_timesteps
+            t = rand((batch_size,), generator, device) * self.num_timesteps
         else:
-            n = torch.randn(batch_size, device=device, generator=generator) * self.scale + self.loc
+            n = randn((batch_size,), generator, device) * self.scale + self.loc
             t = torch.sigmoid(n) * self.num_timesteps
         return self.transform(t, height, width, num_frames)
 
@@ -93,7 +94,7 @@ class RFlow:
         noise: Mapping[str, torch.Tensor] | None = None,
         masks: Mapping[str, torch.Tensor] | None = None,
         modalities: tuple[str, ...] | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Per-sample losses: ``{modality: [B], "loss": [B]}`` (the sum over ``modalities``).
 
@@ -103,8 +104,7 @@ class RFlow:
                 model un-noised and are left out of that modality's mean.
             modalities: which losses count (default: all of ``x0``; stage 1 uses audio only).
         """
-        noise = noise or {k: torch.randn(v.shape, generator=generator, device=v.device, dtype=v.dtype)
-                          for k, v in x0.items()}
+        noise = noise or {k: randn(v.shape, generator, device=v.device, dtype=v.dtype) for k, v in x0.items()}
         x_t = {}
         for k, v in x0.items():
             x_t[k] = self.add_noise(v, noise[k], t)

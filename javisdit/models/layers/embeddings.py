@@ -65,10 +65,16 @@ class CaptionEmbedder(nn.Module):
         self.register_buffer("y_embedding", torch.randn(token_num, in_channels) / in_channels**0.5)
         self.uncond_prob = uncond_prob
 
-    def forward(self, caption: torch.Tensor, drop: bool = False) -> torch.Tensor:
-        if drop and self.uncond_prob > 0:
+    def forward(self, caption: torch.Tensor, drop: bool | torch.Tensor = False) -> torch.Tensor:
+        """``drop``: True draws which samples lose their caption (probability ``uncond_prob``); a [B]
+        bool tensor says it per sample."""
+        if isinstance(drop, torch.Tensor):
+            dropped = drop.to(caption.device, torch.bool)
+        elif drop and self.uncond_prob > 0:
             dropped = torch.rand(caption.shape[0], device=caption.device) < self.uncond_prob
-            caption = torch.where(dropped[:, None, None, None], self.y_embedding.to(caption.dtype), caption)
+        else:
+            return self.y_proj(caption)
+        caption = torch.where(dropped[:, None, None, None], self.y_embedding.to(caption.dtype), caption)
         return self.y_proj(caption)
 
 

@@ -77,6 +77,7 @@ def prior_loss(
     neg_audios: Mapping[str, torch.Tensor],
     frame_height: float,
     frame_width: float,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The stage-2 loss of a batch.
 
@@ -86,6 +87,7 @@ def prior_loss(
         neg_videos, neg_audios: ``{"spatial": [B, N, ...], "temporal": [B, N, ...]}`` asynchronous
             versions of the same clips (N per kind).
         frame_height, frame_width: pixel size of the clips (scale of the video positions).
+        generator: random source of the prior's Gaussian sample (a generator or one per clip).
 
     Returns:
         The total and every term by name (``spatial_hinge``, ..., ``temporal_va``, ``kl``).
@@ -96,7 +98,7 @@ def prior_loss(
         raise ValueError("the stage-2 loss needs apply_sampling=True (it regularises the prior's Gaussian)")
     _check_latents(model, video, audio, neg_videos, neg_audios)
     B = video.shape[0]
-    prior = model(text, deterministic=False)
+    prior = model(text, deterministic=False, generator=generator)
     terms: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=video.device)
     for mode in MODES:

@@ -21,6 +21,7 @@ from javisdit.errors import ConfigError
 from javisdit.models.prior.imagebind_text import TEXT_TOWER_PRESETS, ImageBindTextTower
 from javisdit.models.prior.tokenizer import ImageBindTokenizer
 from javisdit.models.prior.va_encoder import VAEncoderMixin
+from javisdit.utils.seed import randn
 
 
 @dataclass
@@ -137,14 +138,15 @@ class STIBPrior(VAEncoderMixin, nn.Module):
         self,
         text: Sequence[str] | torch.Tensor,
         deterministic: bool | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Estimate the ST-prior of captions.
 
         Args:
             text: a list of captions, or their ImageBind hidden states [B, 77, D].
             deterministic: use the Gaussian's mean (default: the config's ``deterministic``).
-            generator: random source of the Gaussian sample (on the model's device).
+            generator: random source of the Gaussian sample: a generator on the model's device, or a
+                list of CPU generators, one per caption.
 
         Returns:
             ``spatial_prior`` [B, Ns, C] and ``temporal_prior`` [B, Nt, C]; with sampling also the
@@ -172,7 +174,7 @@ class STIBPrior(VAEncoderMixin, nn.Module):
             if use_mean:
                 out = mean
             else:
-                noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+                noise = randn(mean.shape, generator, device=mean.device, dtype=mean.dtype)
                 out = mean + torch.exp(0.5 * logvar) * noise
             result.update(mean=mean, logvar=logvar)
         spatial, temporal = out.split([cfg.spatial_token_num, cfg.temporal_token_num], dim=1)

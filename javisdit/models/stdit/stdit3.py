@@ -103,9 +103,11 @@ class STDiT3(nn.Module):
         """[B] timesteps in [0, 1000] (rounded to the model dtype, as the original) + fps -> [B, C]."""
         return self.t_embedder(timestep.to(dtype)) + self.fps_embedder(fps, B)
 
-    def _embed_text(self, embedder: CaptionEmbedder, y: torch.Tensor, mask: torch.Tensor | None):
-        """y [B, 1, L, Cy], mask [B, L] -> text tokens [B, L, C] and a bool key mask (or None)."""
-        tokens = embedder(y, drop=self.training).squeeze(1)
+    def _embed_text(self, embedder: CaptionEmbedder, y: torch.Tensor, mask: torch.Tensor | None,
+                    drop: torch.Tensor | None = None):
+        """y [B, 1, L, Cy], mask [B, L] -> text tokens [B, L, C] and a bool key mask (or None). ``drop``
+        [B] says which captions become the null caption; None draws it at random when training."""
+        tokens = embedder(y, drop=self.training if drop is None else drop).squeeze(1)
         return tokens, (mask.bool() if mask is not None else None)
 
     def _video_tokens(self, vx: torch.Tensor, height: torch.Tensor, width: torch.Tensor):

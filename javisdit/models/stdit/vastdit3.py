@@ -11,6 +11,7 @@ tokens; priors [B, Ns | Nt, Cp].
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -154,6 +155,7 @@ class VASTDiT3(STDiT3):
         width: torch.Tensor | None = None,
         spatial_prior: torch.Tensor | None = None,
         temporal_prior: torch.Tensor | None = None,
+        condition_drop: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Predict velocities for a video and an audio latent; inputs are never modified.
 
@@ -165,6 +167,9 @@ class VASTDiT3(STDiT3):
                 clean condition; leave both None for plain generation.
             fps: [B]. height, width: [B] pixel size of the video (element 0 sets the position scale).
             spatial_prior, temporal_prior: [B, Ns, Cp], [B, Nt, Cp] ST-prior tokens.
+            condition_drop: ``{embedder name: [B] bool}`` for ``y_embedder``, ``audio_y_embedder``,
+                ``st_prior_embedder``: which samples get the null condition (classifier-free guidance
+                training). A missing entry is drawn at random in training mode, as the original does.
 
         Returns:
             ``{"video": [B, 8, Tx, Hx, Wx], "audio": [B, 16, Ta, M]}`` in fp32 (the first half of the
@@ -189,11 +194,12 @@ class VASTDiT3(STDiT3):
         if ax_mask is not None:
             ax_mask = ax_mask[:, :: cfg.audio_patch_size[0]]  # a time patch follows its first latent frame
         y = y.to(dtype)
-        ay_tokens, ay_mask = self._embed_text(self.audio_y_embedder, y, mask)
+        drops = condition_drop or {}
+        ay_tokens, ay_mask = self._embed_text(self.audio_y_embedder, y, mask, drops.get("audio_y_embedder"))
         if self.has_st_prior:
             t_st, t0_st = self.st_t_block(t), (self.st_t_block(t0) if masked else None)
             st_prior = torch.cat([spatial_prior, temporal_prior], dim=1).to(dtype)[:, None]
-            st_prior = self.st_prior_embedder(st_prior, drop=self.training).squeeze(1)
+            st_prior = self.st_prior_embedder(st_prior, drop=drops.get("st_prior_embedder", self.training)).squeeze(1)
             sp, tp = st_prior.split([cfg.spatial_prior_len, cfg.temporal_prior_len], dim=1)
 
         a_tokens, RM = self._audio_tokens(ax)
@@ -204,7 +210,7 @@ class VASTDiT3(STDiT3):
             T = THW[0]
         run_video = has_video and self.has_video_blocks
         if run_video:
-            y_tokens, y_mask = self._embed_text(self.y_embedder, y, mask)
+            y_tokens, y_mask = self._embed_text(self.y_embedder, y, mask, drops.get("y_embedder"))
 
         # Block order per depth: V-spatial, V-temporal, A-spatial, A-temporal, V-prior, A-prior, V<->A.
         for i in range(cfg.depth):

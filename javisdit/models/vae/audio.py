@@ -17,6 +17,7 @@ from torch import nn
 from javisdit.models import geometry
 from javisdit.models.loading import load_state_dict_checked, read_state_dict, resolve_weights
 from javisdit.models.vae.mel import MelFrontEnd
+from javisdit.utils.seed import randn
 
 logger = logging.getLogger(__name__)
 
@@ -110,14 +111,15 @@ class AudioLDM2(nn.Module):
         return noise, geometry.audio_samples(seconds)
 
     @torch.no_grad()
-    def encode(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """log-mel [B, 1, T, 64] (T a multiple of 4) -> latents [B, 8, T/4, 16]."""
+    def encode(self, mel: torch.Tensor, generator=None) -> torch.Tensor:
+        """log-mel [B, 1, T, 64] (T a multiple of 4) -> latents [B, 8, T/4, 16]; ``generator``: a generator
+        or one per sample."""
         if mel.dim() != 4 or mel.shape[1] != 1 or mel.shape[2] % geometry.AUDIO_VAE_STRIDE:
             raise ValueError(f"mel must be [B, 1, T, 64] with T a multiple of 4, got {list(mel.shape)}")
         dist = self.vae.encode(mel.to(self.vae.dtype)).latent_dist
         z = dist.mean
         if self.sample_posterior:
-            z = z + dist.std * torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            z = z + dist.std * randn(z.shape, generator, device=z.device, dtype=z.dtype)
         return z * self.scaling_factor
 
     @torch.no_grad()

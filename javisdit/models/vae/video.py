@@ -17,6 +17,7 @@ from torch import nn
 
 from javisdit.models import geometry
 from javisdit.models.vae.temporal import TemporalVAE
+from javisdit.utils.seed import randn
 
 SPATIAL_SCALING = 0.18215
 SHIFT = (-0.10, 0.34, 0.27, 0.98)
@@ -78,10 +79,10 @@ class OpenSoraVideoVAE(nn.Module):
         """(T, H, W) -> (T', H', W'), e.g. (102, 240, 426) -> (30, 30, 53)."""
         return geometry.video_latent_size(*size)
 
-    def _sample(self, mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _sample(self, mean: torch.Tensor, logvar: torch.Tensor, generator=None) -> torch.Tensor:
         if not self.sample_posterior:
             return mean
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        noise = randn(mean.shape, generator, device=mean.device, dtype=mean.dtype)  # rows: samples
         return mean + torch.exp(0.5 * logvar) * noise
 
     def _frames(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,16 +93,20 @@ class OpenSoraVideoVAE(nn.Module):
         return x.unflatten(0, (B, -1)).transpose(1, 2)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pixels [B, 3, T, H, W] in [-1, 1] -> normalised latents [B, 4, T', H/8, W/8]."""
+    def encode(self, x: torch.Tensor, generator=None) -> torch.Tensor:
+        """Pixels [B, 3, T, H, W] in [-1, 1] -> normalised latents [B, 4, T', H/8, W/8].
+
+        ``generator``: the posterior samples' random source, a generator or one per sample.
+        """
         if x.dim() != 5 or x.shape[1] != 3 or min(x.shape[2:]) < 1:
             raise ValueError(f"video must be [B, 3, T, H, W] with T, H, W >= 1, got {list(x.shape)}")
         B, vae = x.shape[0], self.spatial_vae.module
-        latents = []
-        for chunk in self._frames(x.to(vae.dtype)).split(self.micro_batch_size):
-            dist = vae.encode(chunk).latent_dist
-            latents.append(self._sample(dist.mean, dist.logvar, generator) * SPATIAL_SCALING)
-        z = self._unframes(torch.cat(latents), B)
+        dists = [vae.encode(chunk).latent_dist for chunk in self._frames(x.to(vae.dtype)).split(self.micro_batch_size)]
+        # frames of one sample are sampled together, so per-sample generators see whole samples
+        mean = torch.cat([d.mean for d in dists]).unflatten(0, (B, -1))
+        logvar = torch.cat([d.logvar for d in dists]).unflatten(0, (B, -1))
+        z = self._sample(mean, logvar, generator).flatten(0, 1) * SPATIAL_SCALING
+        z = self._unframes(z, B)
         chunks = [self._sample(*self.temporal_vae.encode(part), generator)
                   for part in z.split(geometry.VIDEO_CHUNK_FRAMES, dim=2)]
         return (torch.cat(chunks, dim=2) - self.shift.to(z.dtype)) / self.scale.to(z.dtype)
