@@ -92,3 +92,49 @@ class VariableVideoBatchSampler(Sampler):
         self.seed, self.epoch = state["seed"], state["epoch"]
         self.last_micro_batch_access_index = state["last_micro_batch_access_index"]
 
+
+
+class StatefulDistributedSampler(Sampler):
+    """Indices of a dataset whose items are already batches (``BatchFeatureDataset``): shuffled per
+    epoch with the same order on every process, split over the processes, resumable mid-epoch with
+    the same ``state_dict`` as ``VariableVideoBatchSampler``."""
+
+    def __init__(self, num_items: int, num_replicas: int | None = None, rank: int | None = None, seed: int = 42,
+                 shuffle: bool = True):
+        if num_replicas is None:
+            num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if rank is None:
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        if num_items < num_replicas:
+            raise ValueError(f"{num_items} feature batch(es) cannot feed {num_replicas} process(es)")
+        self.num_items, self.num_replicas, self.rank = num_items, num_replicas, rank
+        self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+        self.last_micro_batch_access_index = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> list[int]:
+        if self.shuffle:
+            order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            order = order.tolist()
+        else:
+            order = list(range(self.num_items))
+        return order[: self.num_items - self.num_items % self.num_replicas]
+
+    def __iter__(self):
+        order = self._order()
+        start = self.last_micro_batch_access_index // self.num_replicas
+        self.last_micro_batch_access_index = 0
+        for step in range(start, len(order) // self.num_replicas):
+            yield order[step * self.num_replicas + self.rank]
+
+    def __len__(self) -> int:
+        return self.num_items // self.num_replicas - self.last_micro_batch_access_index // self.num_replicas
+
+    def state_dict(self, num_steps: int) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch, "last_micro_batch_access_index": num_steps * self.num_replicas}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed, self.epoch = state["seed"], state["epoch"]
+        self.last_micro_batch_access_index = state["last_micro_batch_access_index"]

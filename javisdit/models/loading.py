@@ -238,9 +238,9 @@ def load_state_dict_checked(
 
 
 def save_pretrained(model: nn.Module, folder: str | os.PathLike, config: Mapping | None = None,
-                    max_shard_bytes: int | None = None) -> Path:
-    """Write ``model`` as ``config.json`` + ``model.safetensors`` (or shards with an index), the layout
-    ``from_pretrained`` reads back. Tied weights are stored once."""
+                    max_shard_bytes: int | None = None, state_dict: Mapping[str, torch.Tensor] | None = None) -> Path:
+    """Write ``model`` (or the given subset of its ``state_dict``) as ``config.json`` + ``model.safetensors``
+    (or shards with an index), the layout ``from_pretrained`` reads back. Tied weights are stored once."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -248,7 +248,7 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike, config: Mapping
     if config is not None:
         (folder / "config.json").write_text(json.dumps(dict(config), indent=2) + "\n")
     state, seen = {}, set()
-    for key, tensor in model.state_dict().items():
+    for key, tensor in (model.state_dict() if state_dict is None else state_dict).items():
         pointer = (tensor.data_ptr(), tuple(tensor.shape))
         if pointer in seen and tensor.numel():  # a tied weight: stored once, like transformers does
             continue

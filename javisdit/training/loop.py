@@ -1,0 +1,390 @@
+"""The training loop shared by the three stages (the stage object supplies models and the loss).
+
+One process per device under ``torchrun``; data parallel through the booster seam
+(``javisdit.distributed.booster``). Per optimizer step: fetch the batch (workers prefetch in the
+background), compute the stage's loss, agree over the ranks that it is finite, backward, clip, update,
+warm-up LR, EMA; every ``log_every`` steps the metrics, every ``ckpt_every`` steps a checkpoint, and
+one at the end. ``--load`` resumes model, optimizer, LR, EMA, sampler and counters exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from javisdit.datasets.dataloader import build_dataloader
+from javisdit.datasets.sampler import StatefulDistributedSampler
+from javisdit.distributed import ProcessInfo, init_distributed
+from javisdit.distributed.booster import Accelerator, all_reduce_sum, make_accelerator
+from javisdit.errors import ConfigError, UserError
+from javisdit.registry import DATASETS, build_module
+from javisdit.training.checkpoint import (Checkpoint, RunningStates, create_experiment_dir, open_checkpoint,
+                                          save_checkpoint)
+from javisdit.training.ema import EMA
+from javisdit.training.lr import LinearWarmupLR
+from javisdit.training.stages import DiffusionStage, PriorStage
+from javisdit.utils.seed import sample_generators, set_seed
+
+logger = logging.getLogger(__name__)
+
+NAN_POLICIES = ("stop", "skip")
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite (and ``nan_policy`` is ``stop``)."""
+
+
+@dataclass
+class TrainReport:
+    exp_dir: Path
+    global_step: int = 0
+    losses: list[float] = field(default_factory=list)  # the reduced loss of every step run here
+    last_checkpoint: Path | None = None
+    skipped_samples: int = 0
+    skipped_steps: int = 0
+
+
+def run_diffusion(cfg: Config) -> TrainReport:
+    return train(cfg, DiffusionStage(cfg))
+
+
+def run_prior_training(cfg: Config) -> TrainReport:
+    return train(cfg, PriorStage(cfg))
+
+
+# ----- set-up ------------------------------------------------------------------------------------------
+
+
+def _check_config(cfg: Config) -> None:
+    if cfg.get("dataset") is None or not cfg.dataset.get("data_path"):
+        raise ConfigError("no training data: pass --data-path (a CSV, or a feature folder for *_feat configs)")
+    if cfg.nan_policy not in NAN_POLICIES:
+        raise ConfigError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}, got {cfg.nan_policy!r}")
+    for key in ("epochs", "log_every"):
+        if int(cfg[key]) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
+    if cfg.start_from_scratch and not cfg.load:
+        raise ConfigError("--start-from-scratch needs --load <checkpoint>")
+
+
+def _threads(info: ProcessInfo) -> None:
+    """CPU processes share the cores; more threads than cores per process only slows everyone down."""
+    if info.device.type == "cpu":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _log_to_file(exp_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(exp_dir / "log.txt")
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _build_data(cfg: Config, info: ProcessInfo):
+    """(loader, sampler, per-sample-seed function) for a CSV dataset or a feature folder."""
+    dataset_cfg = dict(cfg.dataset)
+    kind = dataset_cfg.get("type")
+    if kind == "BatchFeatureDataset":
+        if not cfg.get("load_va_features"):
+            raise ConfigError("dataset BatchFeatureDataset reads pre-extracted latents: set load_va_features=True")
+        dataset = build_module(dataset_cfg, DATASETS)
+        sampler = StatefulDistributedSampler(len(dataset), info.world_size, info.rank, seed=cfg.seed)
+        workers = int(cfg.num_workers)
+        extra = dict(persistent_workers=True, multiprocessing_context="forkserver",
+                     prefetch_factor=cfg.prefetch_factor) if workers else {}
+        loader = DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=workers, **extra)
+        return loader, sampler
+    if cfg.get("load_va_features"):
+        raise ConfigError("load_va_features=True needs dataset.type='BatchFeatureDataset' (a feature folder)")
+    if cfg.get("bucket_config") is None:
+        raise ConfigError(f"dataset {kind} needs a bucket_config")
+    dataset = build_module(dataset_cfg, DATASETS, audio_cfg=cfg.get("audio_cfg"))
+    loader, sampler = build_dataloader(dataset, cfg.bucket_config, seed=cfg.seed, num_workers=int(cfg.num_workers),
+                                       prefetch_factor=cfg.prefetch_factor, num_replicas=info.world_size,
+                                       rank=info.rank, pin_memory=info.device.type == "cuda")
+    return loader, sampler
+
+
+def _sample_seeds(batch: dict, seed: int, epoch: int) -> list[int]:
+    """Each sample's seed: from the sampler (CSV datasets), or from its index (feature batches)."""
+    if "seed" in batch:
+        return [int(s) for s in batch["seed"]]
+    return [(seed * 1_000_003 + epoch * 100_003 + int(i)) % 2**63 for i in batch["index"]]
+
+
+def _memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+class _Metrics:
+    """Rank-0 sinks: log line, ``metrics.jsonl``, TensorBoard, and wandb when asked."""
+
+    def __init__(self, cfg: Config, exp_dir: Path, main: bool):
+        self.main = main
+        self.writer = self.wandb = None
+        if not main:
+            return
+        self.jsonl = open(exp_dir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(exp_dir / "tensorboard"))
+        if cfg.wandb:
+            try:
+                import wandb
+            except ImportError:
+                raise ConfigError("--wandb True needs the wandb package: pip install wandb") from None
+            self.wandb = wandb.init(project=cfg.get("wandb_project", "JavisDiT"), name=exp_dir.name,
+                                    config=cfg.to_dict(), dir=str(exp_dir))
+
+    def log(self, global_step: int, values: dict[str, float]) -> None:
+        if not self.main:
+            return
+        self.jsonl.write(json.dumps({"global_step": global_step, **values}) + "\n")
+        self.jsonl.flush()
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, global_step)
+        if self.wandb is not None:
+            self.wandb.log(values, step=global_step)
+
+    def close(self) -> None:
+        if self.main:
+            self.jsonl.close()
+            self.writer.close()
+            if self.wandb is not None:
+                self.wandb.finish()
+
+
+# ----- the loop ----------------------------------------------------------------------------------------
+
+
+class Trainer:
+    def __init__(self, cfg: Config, stage: DiffusionStage | PriorStage):
+        self.cfg, self.stage = cfg, stage
+        _check_config(cfg)
+        self.info = init_distributed()
+        _threads(self.info)
+        set_seed(int(cfg.seed))
+        self.device = self.info.device
+        self.acc: Accelerator = make_accelerator(cfg.plugin, cfg.dtype, self.device, float(cfg.grad_clip or 0.0),
+                                                 int(cfg.reduce_bucket_size_in_m),
+                                                 bool(cfg.get("find_unused_parameters", False)))
+        self.ckpt: Checkpoint | None = open_checkpoint(cfg.load) if cfg.load else None
+        self.exp_dir = create_experiment_dir(cfg.outputs, cfg.model.type)
+        self._file_log = None
+        if self.info.is_main:
+            (self.exp_dir / "config.txt").write_text(json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
+            self._file_log = _log_to_file(self.exp_dir)
+        logger.info("%s in %s: %d process(es) on %s, plugin %s", stage.name, self.exp_dir, self.info.world_size,
+                    self.device.type, self.acc.plugin)
+
+        self.loader, self.sampler = _build_data(cfg, self.info)
+        model = stage.build(self.device, self.acc.dtype)
+        if cfg.grad_checkpoint:
+            for module in model.modules():
+                if hasattr(module, "grad_checkpointing"):
+                    module.grad_checkpointing = True
+        if self.ckpt is not None:
+            stage.load_weights(model, self.ckpt.model)
+            logger.info("loaded model weights from %s", self.ckpt.model)
+        optimizer = self.acc.make_optimizer(model.parameters(), lr=float(cfg.lr), weight_decay=float(cfg.weight_decay),
+                                            eps=float(cfg.adam_eps))
+        warmup = cfg.warmup_steps
+        lr_scheduler = LinearWarmupLR(optimizer, int(warmup)) if warmup else None
+        self.model, self.optimizer, self.lr_scheduler = self.acc.boost(model, optimizer, lr_scheduler)
+        self.module = self.acc.unwrap(self.model)
+        self.module.train()
+        self.ema = None
+        if stage.uses_ema and cfg.get("ema_decay") is not None:
+            self.ema = EMA(self.module, self.optimizer, self.acc, float(cfg.ema_decay))
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self._saved_at: int | None = None
+        if self.ckpt is not None:
+            self._resume(self.ckpt)
+
+    def _resume(self, ckpt: Checkpoint) -> None:
+        self.acc.load_optimizer(self.optimizer, ckpt.optimizer)
+        if self.ema is not None and (state := ckpt.load("ema.pt")) is not None:
+            self.ema.load_state_dict(state)
+        if self.cfg.start_from_scratch:
+            logger.info("--start-from-scratch: weights and optimizer from %s, counters from zero", ckpt.path)
+            return
+        if self.lr_scheduler is not None and (state := ckpt.load("lr_scheduler")) is not None:
+            self.lr_scheduler.load_state_dict(state)
+        if (state := ckpt.load("sampler")) is not None:
+            self.sampler.load_state_dict(state)
+        s = ckpt.states
+        self.epoch, self.step_in_epoch, self.global_step = s.epoch, s.step, s.global_step
+        self._saved_at = s.global_step
+        self.sampler.set_epoch(self.epoch)
+        if len(self.sampler) == 0:  # the checkpoint closed its epoch
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+            self.sampler.last_micro_batch_access_index = 0
+        logger.info("resumed from %s: epoch %d, step %d, global step %d", ckpt.path, self.epoch, self.step_in_epoch,
+                    self.global_step)
+
+    # ----- checkpoints ---------------------------------------------------------------------------------
+
+    def save(self) -> Path:
+        states = RunningStates(self.epoch, self.step_in_epoch, self.global_step, self.cfg.get("batch_size"))
+        files: dict[str, Any] = {"sampler": lambda: self.sampler.state_dict(self.step_in_epoch)}
+        if self.lr_scheduler is not None:
+            files["lr_scheduler"] = self.lr_scheduler.state_dict
+        if self.ema is not None:
+            files["ema.pt"] = lambda: self.ema.state_dict(self.module)
+        self._saved_at = self.global_step
+        return save_checkpoint(self.exp_dir, states, lambda folder: self.stage.save_model(self.module, folder),
+                               lambda folder: self.acc.save_optimizer(self.optimizer, folder), files,
+                               self.cfg.save_total_limit)
+
+    # ----- steps ---------------------------------------------------------------------------------------
+
+    def _batches(self) -> Iterator[tuple[dict | None, float]]:
+        """(batch, seconds waited for it); all ranks see None when any rank's batch was unreadable."""
+        iterator = iter(self.loader)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            waited = time.perf_counter() - start
+            ok = all_reduce_sum(torch.tensor([0.0 if batch is None else 1.0], device=self.device))
+            yield (batch if int(ok.item()) == self.info.world_size else None), waited
+
+    def fit(self) -> TrainReport:
+        cfg, report = self.cfg, TrainReport(self.exp_dir)
+        metrics = _Metrics(cfg, self.exp_dir, self.info.is_main)
+        max_steps = cfg.get("max_steps")
+        window: dict[str, float] = {}
+        try:
+            while self.epoch < int(cfg.epochs):
+                self.sampler.set_epoch(self.epoch)
+                bar = tqdm(total=self.step_in_epoch + len(self.sampler), initial=self.step_in_epoch,
+                           desc=f"epoch {self.epoch}", disable=not self.info.is_main, leave=False, dynamic_ncols=True)
+                stop = False
+                for batch, waited in self._batches():
+                    window["time/data"] = window.get("time/data", 0.0) + waited
+                    values = self._step(batch, report, window)
+                    self.step_in_epoch += 1
+                    self.global_step += 1
+                    bar.update(1)
+                    if values is not None:
+                        report.losses.append(values["loss"])
+                    if self.global_step % int(cfg.log_every) == 0:
+                        self._log(window, metrics, bar)
+                        window = {}
+                    if cfg.ckpt_every and self.global_step % int(cfg.ckpt_every) == 0:
+                        report.last_checkpoint = self.save()
+                    stop = max_steps is not None and self.global_step >= int(max_steps)
+                    if stop:
+                        break
+                bar.close()
+                if (stop or self.epoch + 1 >= int(cfg.epochs)) and self._saved_at != self.global_step:
+                    report.last_checkpoint = self.save()  # the final state, named by the epoch it ends
+                if stop:
+                    break
+                self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        finally:
+            metrics.close()
+            if self._file_log is not None:
+                logging.getLogger().removeHandler(self._file_log)
+                self._file_log.close()
+        report.global_step = self.global_step
+        logger.info("done: %d steps, last checkpoint %s", self.global_step, report.last_checkpoint)
+        return report
+
+    def _step(self, batch: dict | None, report: TrainReport, window: dict[str, float]) -> dict[str, float] | None:
+        """One optimizer step; returns the reduced metrics (None when the step was skipped)."""
+        cfg = self.cfg
+        # any global-RNG use left in a step (e.g. a user's module) is then reproducible on resume
+        torch.manual_seed(int(cfg.seed) + 7919 * self.global_step + self.info.rank)
+        if batch is None:
+            report.skipped_steps += 1
+            window["skipped_steps"] = window.get("skipped_steps", 0) + 1
+            logger.warning("global step %d: an unreadable batch on some rank; the step is skipped", self.global_step)
+            return None
+        start = time.perf_counter()
+        generators = sample_generators(_sample_seeds(batch, int(cfg.seed), self.epoch))
+        with self.acc.autocast():
+            loss, terms = self.stage.loss(self.model, batch, generators)
+        names = ["loss", *terms]
+        local = torch.stack([loss.detach().float(), *[v.detach().float() for v in terms.values()]]).cpu()
+        stats = torch.cat([local, torch.tensor([float(batch.get("skipped", 0)), float(len(generators)),
+                                                float(torch.isfinite(local).all())])])
+        reduced = all_reduce_sum(stats.to(self.device)).cpu()
+        world = self.info.world_size
+        finite = int(reduced[-1].item()) == world
+        if not finite:
+            return self._non_finite(report, window)
+        self.acc.backward(loss, self.optimizer)
+        fwd_bwd = time.perf_counter()
+        grad_norm = self.acc.step(self.optimizer, self.model)
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
+        end = time.perf_counter()
+        values = {name: float(reduced[i]) / world for i, name in enumerate(names)}
+        report.skipped_samples += int(reduced[-3].item())
+        for key, value in (("time/forward_backward", fwd_bwd - start), ("time/optimizer", end - fwd_bwd),
+                           ("samples", float(reduced[-2])), ("skipped", float(reduced[-3])), ("steps", 1.0)):
+            window[key] = window.get(key, 0.0) + value
+        window.update(values)  # the last step's values are logged
+        window["grad_norm"] = grad_norm
+        return values
+
+    def _non_finite(self, report: TrainReport, window: dict[str, float]) -> None:
+        self.acc.zero_grad(self.optimizer)
+        where = f"epoch {self.epoch}, step {self.step_in_epoch}, global step {self.global_step}"
+        if self.cfg.nan_policy == "skip":
+            report.skipped_steps += 1
+            window["skipped_steps"] = window.get("skipped_steps", 0) + 1
+            logger.warning("non-finite loss at %s: step skipped (nan_policy=skip)", where)
+            return None
+        last = report.last_checkpoint or (self.ckpt.path if self.ckpt else None)
+        raise TrainingDiverged(
+            f"the loss is not finite at {where}; nothing was updated. Last checkpoint: "
+            f"{last or 'none yet'}. Lower the learning rate (--lr), check the data, or set nan_policy='skip' "
+            f"(--cfg-options nan_policy=skip) to skip such steps"
+        )
+
+    def _log(self, window: dict[str, float], metrics: _Metrics, bar: tqdm) -> None:
+        steps = window.get("steps", 0.0)
+        elapsed = sum(window.get(k, 0.0) for k in ("time/data", "time/forward_backward", "time/optimizer"))
+        lr = self.optimizer.param_groups[0]["lr"]
+        values = {k: v for k, v in window.items() if k in ("loss", "grad_norm") or k.startswith(("loss/", "prior/"))}
+        values.update(lr=lr, epoch=self.epoch, skipped=window.get("skipped", 0.0),
+                      skipped_steps=window.get("skipped_steps", 0.0), memory_gb=_memory_gb(self.device))
+        if steps and elapsed > 0:
+            values.update({"steps_per_s": steps / elapsed, "samples_per_s": window.get("samples", 0.0) / elapsed})
+            for key in ("time/data", "time/forward_backward", "time/optimizer"):
+                values[key] = window.get(key, 0.0) / steps
+        metrics.log(self.global_step, values)
+        if self.info.is_main and "loss" in values:
+            parts = " ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in values.items() if k.startswith(("loss/",
+                                                                                                       "prior/")))
+            bar.set_postfix(loss=f"{values['loss']:.4f}")
+            logger.info("epoch %d global step %d: loss %.4f (%s) lr %.3g grad norm %.3g | %.2f steps/s %.2f "
+                        "samples/s | skipped %d | %.2f GB", self.epoch, self.global_step, values["loss"], parts, lr,
+                        values.get("grad_norm", float("nan")), values.get("steps_per_s", 0.0),
+                        values.get("samples_per_s", 0.0), values["skipped"], values["memory_gb"])
+
+
+def train(cfg: Config, stage: DiffusionStage | PriorStage) -> TrainReport:
+    return Trainer(cfg, stage).fit()
