@@ -15,7 +15,7 @@ from typing import Any
 from mmengine.config import Config, ConfigDict
 
 from javisdit.config.defaults import DEFAULTS
-from javisdit.config.flags import FLAGS, INFERENCE, TRAINING, Flag, build_parser, flags_for, str2bool
+from javisdit.config.flags import EXTRACT, FLAGS, INFERENCE, TRAINING, Flag, build_parser, flags_for, str2bool
 from javisdit.config.overrides import apply_cfg_options, parse_value
 from javisdit.errors import ConfigError
 
@@ -26,10 +26,11 @@ __all__ = [
 
 
 def scope_of(mode: str) -> str:
-    """The flag scope of a script mode: ``inference`` or ``training`` (``train``, ``train_prior``)."""
+    """The flag scope of a script mode: ``inference``, ``extract`` (``scripts/misc/extract_feat.py``) or
+    ``training`` (``train``, ``train_prior``)."""
     if mode not in DEFAULTS:
         raise ValueError(f"mode must be one of {sorted(DEFAULTS)}, got {mode!r}")
-    return INFERENCE if mode == "inference" else TRAINING
+    return {"inference": INFERENCE, "extract": EXTRACT}.get(mode, TRAINING)
 
 
 def load_config(path: str | os.PathLike) -> Config:
@@ -96,7 +97,8 @@ def parse_command_line(
     """Parse a script's command line: the merged config and the parsed arguments.
 
     Args:
-        mode: ``inference``, ``train`` (stages 1 and 3) or ``train_prior`` (stage 2).
+        mode: ``inference``, ``train`` (stages 1 and 3), ``train_prior`` (stage 2) or ``extract``
+            (feature extraction).
         argv: the arguments (default ``sys.argv[1:]``).
         prog: program name shown in ``--help``.
 

@@ -67,13 +67,31 @@ TRAINING_DEFAULTS: dict[str, Any] = dict(
     load_text_features=False,
     audio_only=False,
     model_path=None,
+    max_steps=None,  # stop after this many optimizer steps (None: run all epochs)
+    nan_policy="stop",  # a non-finite loss: "stop" with an error (checkpoints kept) or "skip" the step
+    find_unused_parameters=False,  # DDP plugin: needed only if some trainable weights get no gradient
 )
 
 #: ``scripts/train_prior.py`` (stage 2) differs from ``scripts/train.py`` only here.
 PRIOR_TRAINING_DEFAULTS: dict[str, Any] = {**TRAINING_DEFAULTS, "lr": 1e-5, "batch_size": 1}
 
+#: ``scripts/misc/extract_feat.py``: latents of a CSV's clips, ``bin_size`` batches per file.
+EXTRACT_DEFAULTS: dict[str, Any] = dict(
+    dtype="bf16",
+    seed=1024,
+    num_workers=4,
+    prefetch_factor=None,
+    bin_size=64,
+    save_text_features=False,
+    start_index=0,
+    end_index=None,  # None: up to the last complete bin
+    save_dir=None,  # required
+    audio_only=False,
+)
+
 DEFAULTS: dict[str, dict[str, Any]] = {
     "inference": INFERENCE_DEFAULTS,
     "train": TRAINING_DEFAULTS,
     "train_prior": PRIOR_TRAINING_DEFAULTS,
+    "extract": EXTRACT_DEFAULTS,
 }

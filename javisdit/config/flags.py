@@ -15,7 +15,8 @@ from typing import Any
 from javisdit.errors import ConfigError
 from javisdit.sizes import ASPECT_RATIO_NAMES, ASPECT_RATIOS, check_resolution, parse_num_frames
 
-INFERENCE, TRAINING, COMMON = "inference", "training", "common"
+INFERENCE, TRAINING, EXTRACT, COMMON = "inference", "training", "extract", "common"
+SCOPES = (INFERENCE, TRAINING, EXTRACT)
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
@@ -80,7 +81,8 @@ class Flag:
 
     ``targets`` are dotted config paths. A top-level path is always written; a nested one only when
     its section exists (e.g. ``prior_encoder`` in a config without a prior), but at least one target
-    must be written. Empty ``targets`` mean the top-level key named after the flag.
+    must be written. Empty ``targets`` mean the top-level key named after the flag. ``also``: further
+    scopes that share the flag (feature extraction reuses ``--save-dir`` and the index range).
     """
 
     name: str
@@ -91,6 +93,12 @@ class Flag:
     nargs: str | int | None = None
     choices: tuple[Any, ...] | None = None
     is_bool: bool = False
+    also: tuple[str, ...] = ()
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """Every scope whose scripts take this flag (``common``: all of them)."""
+        return SCOPES if self.scope == COMMON else (self.scope, *self.also)
 
     @property
     def dest(self) -> str:
@@ -124,11 +132,12 @@ FLAGS: tuple[Flag, ...] = (
          targets=("dataset.data_path",)),
     Flag("--dtype", COMMON, "compute dtype", choices=("fp32", "fp16", "bf16")),
     # --- inference ----------------------------------------------------------------------------------
-    Flag("--save-dir", INFERENCE, "output folder"),
+    Flag("--save-dir", INFERENCE, "output folder", also=(EXTRACT,)),
     Flag("--sample-name", INFERENCE, "file name prefix of the samples (default: sample)"),
-    Flag("--start-index", INFERENCE, "first prompt of --prompt-path to use; also offsets the numbering",
-         type=_non_negative_int),
-    Flag("--end-index", INFERENCE, "stop before this prompt of --prompt-path", type=_non_negative_int),
+    Flag("--start-index", INFERENCE, "first prompt of --prompt-path to use, also offsetting the numbering "
+         "(feature extraction: first bin)", type=_non_negative_int, also=(EXTRACT,)),
+    Flag("--end-index", INFERENCE, "stop before this prompt of --prompt-path (feature extraction: before this "
+         "bin; default: the last)", type=_non_negative_int, also=(EXTRACT,)),
     Flag("--num-sample", INFERENCE, "samples per prompt", type=_positive_int),
     _bool("--prompt-as-path", INFERENCE, "name each output after its prompt"),
     Flag("--verbose", INFERENCE, "0: quiet, 1: a bar over prompts, 2: a bar per sampling run",
@@ -183,10 +192,10 @@ UNSUPPORTED_FLAGS: dict[str, str] = {
 
 
 def flags_for(scope: str) -> tuple[Flag, ...]:
-    """The flags of a script of ``scope`` (``inference`` or ``training``), common ones included."""
-    if scope not in (INFERENCE, TRAINING):
-        raise ValueError(f"scope must be {INFERENCE!r} or {TRAINING!r}, got {scope!r}")
-    return tuple(flag for flag in FLAGS if flag.scope in (COMMON, scope))
+    """The flags of a script of ``scope`` (``inference``, ``training`` or ``extract``), common ones included."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(map(repr, SCOPES))}, got {scope!r}")
+    return tuple(flag for flag in FLAGS if scope in flag.scopes)
 
 
 class _Unsupported(argparse.Action):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,25 @@ def is_main() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
+def _import_booster():
+    """ColossalAI's booster classes. Importing them pulls in optional kernels (bitsandbytes, apex) that
+    warn about their own absence on every process; none of them is used here, so that noise is muted
+    for the import only."""
+    quiet = [logging.getLogger(name) for name in ("bitsandbytes", "bitsandbytes.backends.cpu.ops")]
+    levels = [q.level for q in quiet]
+    try:
+        for q in quiet:
+            q.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from colossalai.booster import Booster
+            from colossalai.booster.plugin import LowLevelZeroPlugin, TorchDDPPlugin
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
+    return Booster, LowLevelZeroPlugin, TorchDDPPlugin
+
+
 def make_accelerator(plugin: str, dtype: str, device: torch.device, grad_clip: float = 0.0,
                      reduce_bucket_size_in_m: int = 20, find_unused_parameters: bool = False) -> Accelerator:
     """Build the booster of ``plugin`` (``zero2`` or ``ddp``) for training in ``dtype``.
@@ -174,8 +194,7 @@ def make_accelerator(plugin: str, dtype: str, device: torch.device, grad_clip: f
     if name == "zero2" and dtype == "fp32":
         raise ConfigError("plugin zero2 trains in bf16 or fp16 (fp32 master weights); use dtype=bf16 or plugin=ddp")
     ensure_process_group(device)
-    from colossalai.booster import Booster
-    from colossalai.booster.plugin import LowLevelZeroPlugin, TorchDDPPlugin
+    Booster, LowLevelZeroPlugin, TorchDDPPlugin = _import_booster()
 
     if name == "zero2":
         booster_plugin = LowLevelZeroPlugin(stage=2, precision=dtype, initial_scale=2**16, max_norm=grad_clip,

@@ -89,8 +89,8 @@ def _threads(info: ProcessInfo) -> None:
 
 def _log_to_file(exp_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(exp_dir / "log.txt")
-    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
-    logging.getLogger().addHandler(handler)
+    handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s %(name)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logging.getLogger("javisdit").addHandler(handler)
     return handler
 
 
@@ -303,7 +303,7 @@ class Trainer:
         finally:
             metrics.close()
             if self._file_log is not None:
-                logging.getLogger().removeHandler(self._file_log)
+                logging.getLogger("javisdit").removeHandler(self._file_log)
                 self._file_log.close()
         report.global_step = self.global_step
         logger.info("done: %d steps, last checkpoint %s", self.global_step, report.last_checkpoint)
@@ -334,6 +334,7 @@ class Trainer:
             return self._non_finite(report, window)
         self.acc.backward(loss, self.optimizer)
         fwd_bwd = time.perf_counter()
+        window["lr"] = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
         grad_norm = self.acc.step(self.optimizer, self.model)
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
@@ -367,7 +368,7 @@ class Trainer:
     def _log(self, window: dict[str, float], metrics: _Metrics, bar: tqdm) -> None:
         steps = window.get("steps", 0.0)
         elapsed = sum(window.get(k, 0.0) for k in ("time/data", "time/forward_backward", "time/optimizer"))
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = window.get("lr", self.optimizer.param_groups[0]["lr"])
         values = {k: v for k, v in window.items() if k in ("loss", "grad_norm") or k.startswith(("loss/", "prior/"))}
         values.update(lr=lr, epoch=self.epoch, skipped=window.get("skipped", 0.0),
                       skipped_steps=window.get("skipped_steps", 0.0), memory_gb=_memory_gb(self.device))

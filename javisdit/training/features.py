@@ -1,0 +1,308 @@
+"""Pre-extracted features (the "_feat" path): clip latents computed once by the frozen VAEs, so that
+stages 2 and 3 can train without them (``scripts/misc/extract_feat.py``; PIPELINE.md §4.9).
+
+The clips of a CSV are read in the training data order (bucketed batches of the sampler, seeded by
+``cfg.seed``), each batch is encoded, and every ``bin_size`` batches are saved together as one bin:
+``<save_dir>/s{S}_e{E}/{bin:08d}.bin``, a ``torch.save``d list of batch dicts (keys in ``encode_batch``),
+which ``javisdit.datasets.BatchFeatureDataset`` reads back. Bin ``b`` always holds batches
+``b·bin_size ...`` of that order (a batch of unreadable clips is replaced by the next one, which may then
+also open bin ``b + 1``: a rare duplicate rather than a bin that can never be completed), and the posterior
+samples come from generators seeded by (seed, bin, batch), so a bin is the same whichever process
+writes it, in one run or after a restart.
+
+Independent processes cover disjoint bin ranges (``--start-index``/``--end-index``); under ``torchrun``
+each process of a range takes a contiguous share of its bins. A bin appears only when complete (written
+under a temporary name, then renamed), and a rerun skips the leading bins that are already there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config
+from tqdm import tqdm
+
+from javisdit.cli import format_config
+from javisdit.distributed import ProcessInfo, barrier, init_distributed, shutdown
+from javisdit.errors import ConfigError, UserError
+from javisdit.registry import DATASETS, MODELS, build_module
+from javisdit.utils.seed import sample_generators, set_seed
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+NEGATIVE_KINDS = ("spatial", "temporal")
+# Metadata keeps exact values whatever the latent dtype (the original stored them in bf16: 277 -> 276).
+INT_KEYS = ("height", "width", "num_frames", "audio_fps")
+FLOAT_KEYS = ("fps", "onset")
+VIDEO_SALT, AUDIO_SALT = 0, 1  # video and audio posterior samples draw from different streams
+
+
+@dataclass
+class Encoders:
+    """The frozen models of an extraction run (``vae`` is None for audio-only data)."""
+
+    audio_vae: torch.nn.Module
+    vae: torch.nn.Module | None = None
+    text_encoder: torch.nn.Module | None = None
+
+
+@dataclass
+class ExtractReport:
+    folder: Path
+    written: list[Path] = field(default_factory=list)
+    existing: list[Path] = field(default_factory=list)
+    samples: int = 0
+    unreadable: int = 0
+    seconds: float = 0.0
+
+
+# ----- bins ------------------------------------------------------------------------------------------------------
+
+def bin_path(folder: Path, index: int) -> Path:
+    return folder / f"{index:08d}.bin"
+
+
+def folder_name(start: int, end: int | None, num_bins: int) -> str:
+    """``s{S}_e{E}``; without ``--end-index``, E is the number of bins the data gives."""
+    return f"s{start}_e{num_bins if end is None else end}"
+
+
+def rank_share(bins: range, rank: int, world_size: int) -> range:
+    """The contiguous part of ``bins`` that process ``rank`` of ``world_size`` extracts."""
+    per = math.ceil(len(bins) / world_size)
+    return bins[rank * per : (rank + 1) * per]
+
+
+def count_done(folder: Path, bins: range) -> int:
+    """How many of ``bins``, from the first, are already saved (a saved bin is always complete)."""
+    done = 0
+    while done < len(bins) and bin_path(folder, bins[done]).is_file():
+        done += 1
+    return done
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` under a temporary name, then rename: an interrupted run never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def batch_generators(seed: int, bin_index: int, batch_index: int, rows: int, salt: int) -> list[torch.Generator]:
+    """Per-row CPU generators of one batch slot, keyed by (seed, bin, position in the bin, row)."""
+    base = ((int(seed) * 1_000_003 + bin_index) * 1_009 + batch_index) * 100_003
+    return sample_generators([base + row for row in range(rows)], salt=salt)
+
+
+# ----- encoding ----------------------------------------------------------------------------------------------------
+
+def _with_negatives(positives: torch.Tensor, negatives: dict[str, torch.Tensor] | None) -> torch.Tensor:
+    """[B, ...] and {kind: [B, N, ...]} -> [B + 2·B·N, ...] (positives, spatial, temporal)."""
+    if negatives is None:
+        return positives
+    return torch.cat([positives, *(negatives[k].flatten(0, 1) for k in NEGATIVE_KINDS)])
+
+
+def _split_negatives(z: torch.Tensor, B: int, negatives: dict[str, torch.Tensor] | None):
+    """Inverse of ``_with_negatives`` on the latents: ([B, ...], {kind: [B, N, ...]} or None)."""
+    if negatives is None:
+        return z, None
+    N = negatives[NEGATIVE_KINDS[0]].shape[1]
+    parts = z[B:].split(B * N)
+    return z[:B], {k: part.unflatten(0, (B, N)) for k, part in zip(NEGATIVE_KINDS, parts)}
+
+
+@torch.no_grad()
+def encode_batch(batch: dict, encoders: Encoders, device: torch.device, dtype: torch.dtype, seed: int,
+                 bin_index: int, batch_index: int) -> dict:
+    """One collated batch -> the dict saved in a bin (on the CPU).
+
+    Keys: ``index`` int64 [B] (CSV rows); ``x`` video latents [B, 4, T', H/8, W/8] and ``ax`` audio
+    latents [B, 8, Ta, 16] in ``dtype``; ``text`` and ``raw_text`` (the CSV captions); ``fps`` float32,
+    ``audio_fps``/``height``/``width``/``num_frames`` int64 [B]; with negatives ``neg_vx``/``neg_ax``
+    ({"spatial", "temporal"}: [B, N, ...]); ``onset`` float32 [B, Tmel] when the dataset gives it;
+    ``y`` [B, 1, L, C] / ``mask`` [B, L] with a text encoder.
+    """
+    B = len(batch["index"])
+    out: dict[str, Any] = {"index": batch["index"].to(torch.int64)}
+    if encoders.vae is not None:
+        negatives = batch.get("neg_videos")
+        pixels = _with_negatives(batch["video"], negatives).to(device, dtype)
+        z = encoders.vae.encode(pixels, batch_generators(seed, bin_index, batch_index, len(pixels), VIDEO_SALT))
+        out["x"], neg = _split_negatives(z.to(dtype).cpu(), B, negatives)
+        if neg is not None:
+            out["neg_vx"] = neg
+    negatives = batch.get("neg_audios")
+    mel = _with_negatives(batch["audio"], negatives).to(device, dtype)
+    z = encoders.audio_vae.encode(mel, batch_generators(seed, bin_index, batch_index, len(mel), AUDIO_SALT))
+    out["ax"], neg = _split_negatives(z.to(dtype).cpu(), B, negatives)
+    if neg is not None:
+        out["neg_ax"] = neg
+    out["text"] = list(batch["text"])
+    out["raw_text"] = list(batch["text"])
+    for key in INT_KEYS:
+        out[key] = torch.as_tensor(batch[key]).to(torch.int64)
+    for key in FLOAT_KEYS:
+        if key in batch:
+            out[key] = torch.as_tensor(batch[key]).to(torch.float32)
+    if encoders.text_encoder is not None:
+        text = encoders.text_encoder.encode(out["text"], device=device)
+        out["y"], out["mask"] = text["y"].to(dtype).cpu(), text["mask"].cpu()
+    return out
+
+
+# ----- set-up ------------------------------------------------------------------------------------------------------
+
+def _check_args(cfg: Config) -> tuple[int, int | None, int]:
+    if cfg.get("dtype") not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.get('dtype')!r}")
+    if not cfg.get("save_dir"):
+        raise UserError("--save-dir is required: the folder that receives the feature bins")
+    start, end, bin_size = int(cfg.start_index), cfg.get("end_index"), cfg.get("bin_size")
+    if not isinstance(bin_size, int) or bin_size < 1:
+        raise ConfigError(f"bin_size must be a positive integer, got {bin_size!r}")
+    if start < 0:
+        raise UserError(f"--start-index must be >= 0, got {start}")
+    if end is not None and start >= int(end):
+        raise UserError(f"--start-index ({start}) must be smaller than --end-index ({end})")
+    if cfg.get("dataset") is None or not cfg.dataset.get("data_path"):
+        raise UserError("no clips to read: pass --data-path CSV (dataset.data_path is not set)")
+    if cfg.get("bucket_config") is None:
+        raise ConfigError("feature extraction reads clips in buckets: the config needs a bucket_config")
+    for key in ("vae", "audio_vae"):
+        if cfg.get(key) is None and not (key == "vae" and cfg.audio_only):
+            raise ConfigError(f"feature extraction needs the config's {key} (the model that encodes the clips)")
+    if cfg.save_text_features and cfg.get("text_encoder") is None:
+        raise ConfigError("save_text_features=True needs a text_encoder in the config")
+    return start, None if end is None else int(end), bin_size
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"--save-dir {folder} is not writable ({err.strerror or err})") from None
+
+
+def build_encoders(cfg: Config, device: torch.device, dtype: torch.dtype) -> Encoders:
+    # Seeded first: encoders without weights (the tiny configs) are then the same in every run.
+    set_seed(int(cfg.seed))
+    vae = None if cfg.audio_only else build_module(cfg.vae, MODELS).to(device, dtype).eval()
+    audio_vae = build_module(cfg.audio_vae, MODELS).to(device, dtype).eval()
+    text_encoder = None
+    if cfg.save_text_features:
+        text_encoder = build_module(cfg.text_encoder, MODELS, dtype=dtype)
+        on_cpu = getattr(text_encoder, "cpu_offload", False)
+        text_encoder = text_encoder.to(dtype) if on_cpu else text_encoder.to(device, dtype)
+    return Encoders(audio_vae, vae, text_encoder)
+
+
+def build_data(cfg: Config):
+    """The clip dataset and its bucketed loader; every process reads the same, global, batch order."""
+    from javisdit.datasets import build_dataloader
+
+    overrides: dict[str, Any] = dict(audio_cfg=cfg.get("audio_cfg"))
+    if cfg.audio_only:
+        overrides["audio_only"] = True
+    dataset = build_module(cfg.dataset, DATASETS, **overrides)
+    if not hasattr(dataset, "clip_sizes"):
+        raise ConfigError(f"feature extraction reads clips; dataset.type {cfg.dataset.type!r} does not give any")
+    try:
+        loader, sampler = build_dataloader(dataset, cfg.bucket_config, seed=int(cfg.seed),
+                                           num_workers=int(cfg.num_workers), prefetch_factor=cfg.prefetch_factor,
+                                           num_replicas=1, rank=0,
+                                           frame_interval=int(cfg.dataset.get("frame_interval", 1)))
+        num_batches = len(sampler)
+    except ValueError as err:  # no complete batch in any bucket
+        raise UserError(f"{cfg.dataset.data_path}: {err}") from None
+    return loader, sampler, num_batches
+
+
+# ----- run ---------------------------------------------------------------------------------------------------------
+
+def run(cfg: Config) -> ExtractReport:
+    """Extract the features of a merged config (see ``scripts/misc/extract_feat.py``)."""
+    started = time.perf_counter()
+    start, end, bin_size = _check_args(cfg)
+    save_dir = Path(cfg.save_dir)
+    _check_writable(save_dir)
+    loader, sampler, num_batches = build_data(cfg)
+    num_bins = num_batches // bin_size
+    folder = save_dir / folder_name(start, end, num_bins)
+    report = ExtractReport(folder)
+    stop = num_bins if end is None else min(num_bins, end)
+    if start >= stop:
+        logger.warning("nothing to extract: the data gives %d bin(s) of %d batches, --start-index is %d",
+                       num_bins, bin_size, start)
+        return report
+    info: ProcessInfo = init_distributed()
+    try:
+        mine = rank_share(range(start, stop), info.rank, info.world_size)
+        folder.mkdir(parents=True, exist_ok=True)
+        if info.is_main:
+            save_text(format_config(cfg), folder / "config.txt")
+        done = count_done(folder, mine)
+        report.existing = [bin_path(folder, b) for b in mine[:done]]
+        logger.info("%d batch(es) -> %d bin(s) of %d; bins %d-%d to %s (process %d of %d: %d bin(s), %d already "
+                    "there)", num_batches, num_bins, bin_size, start, stop - 1, folder, info.rank, info.world_size,
+                    len(mine), done)
+        if done < len(mine):
+            encoders = build_encoders(cfg, info.device, DTYPES[cfg.dtype])
+            _extract(cfg, loader, sampler, encoders, info, folder, mine[done:], bin_size, report)
+        barrier()
+    finally:
+        shutdown()
+    report.seconds = time.perf_counter() - started
+    logger.info("Feature extraction finished: %d bin(s) written, %d already there, %d sample(s) encoded "
+                "(%d unreadable skipped) in %.1f s -> %s", len(report.written), len(report.existing),
+                report.samples, report.unreadable, report.seconds, folder)
+    return report
+
+
+def _extract(cfg: Config, loader, sampler, encoders: Encoders, info: ProcessInfo, folder: Path, bins: range,
+             bin_size: int, report: ExtractReport) -> None:
+    dtype, seed = DTYPES[cfg.dtype], int(cfg.seed)
+    bar = tqdm(total=len(bins) * bin_size, desc="batches", disable=not info.is_main)
+    iterator, slot = None, -1  # slot: position in the global batch order of the iterator's next batch
+    for b in bins:
+        if iterator is None or slot != b * bin_size:  # start of the range, or the last bin borrowed a batch
+            sampler.last_micro_batch_access_index = slot = b * bin_size
+            iterator = iter(loader)
+        items: list[dict] = []
+        while len(items) < bin_size:
+            batch = next(iterator, StopIteration)
+            slot += 1
+            if batch is StopIteration:
+                break
+            if batch is None:  # every sample of it unreadable (logged by the dataset): take the next one
+                logger.warning("bin %d: batch %d of the data order could not be read; the next one fills in "
+                               "(and may then appear in two bins)", b, slot - 1)
+                continue
+            items.append(encode_batch(batch, encoders, info.device, dtype, seed, b, len(items)))
+            report.samples += len(items[-1]["index"])
+            report.unreadable += int(batch.get("skipped", 0))
+            bar.update(1)
+        if len(items) < bin_size:
+            logger.warning("bin %d not written: the data ran out after %d of its %d batches", b, len(items), bin_size)
+            break
+        path = bin_path(folder, b)
+        save_atomic(items, path)
+        report.written.append(path)
+    bar.close()
