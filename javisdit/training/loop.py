@@ -218,10 +218,13 @@ class Trainer:
             self._resume(self.ckpt)
 
     def _resume(self, ckpt: Checkpoint) -> None:
+        fresh_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.acc.load_optimizer(self.optimizer, ckpt.optimizer)
         if self.ema is not None and (state := ckpt.load("ema.pt")) is not None:
             self.ema.load_state_dict(state)
         if self.cfg.start_from_scratch:
+            for group, lr in zip(self.optimizer.param_groups, fresh_lrs):  # the new run's schedule, not the old
+                group["lr"] = lr
             logger.info("--start-from-scratch: weights and optimizer from %s, counters from zero", ckpt.path)
             return
         if self.lr_scheduler is not None and (state := ckpt.load("lr_scheduler")) is not None:

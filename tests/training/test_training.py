@@ -97,12 +97,12 @@ def stage2(data, tmp_path_factory) -> Path:
     return _run_dir(tmp / "runs")
 
 
-def _stage3_args(data, stage1: Path, stage2: Path, outputs: Path) -> list[str]:
+def _stage3_args(data, stage1: Path, stage2: Path, outputs: Path, *options: str) -> list[str]:
     # Per-sample prior attention: the original's default attends to the priors of the whole batch,
     # which makes a sample's gradient depend on its batch mates (and so on the number of processes).
     return ["--data-path", data["stage3_jav"], "--outputs", str(outputs), "--lr", LR, "--warmup-steps", "3",
             "--cfg-options", f"epochs={STEPS}", "ckpt_every=12", f'model.weight_init_from=["{stage1}"]',
-            f"prior_encoder.from_pretrained={stage2}", "model.prior_attn_batch_union=False"]
+            f"prior_encoder.from_pretrained={stage2}", "model.prior_attn_batch_union=False", *options]
 
 
 @pytest.fixture(scope="module")
@@ -158,17 +158,16 @@ def test_two_processes_match_one(data, stage1, stage2, stage3, tmp_path):
 
 def test_resume_repeats_the_uninterrupted_run(data, stage1, stage2, stage3, tmp_path):
     checkpoint = stage3 / "epoch011-global_step12"
-    args = _stage3_args(data, stage1, stage2, tmp_path / "runs") + []
+    args = _stage3_args(data, stage1, stage2, tmp_path / "runs")
     _ok(_train("train.py", _config(tmp_path, "stage3_jav.py", 2), *args, "--load", str(checkpoint)))
     resumed = _run_dir(tmp_path / "runs")
     assert _losses(resumed) == _losses(stage3)[12:]  # bit for bit: same batches, noise, masks, dropout
     final = stage3 / f"epoch{STEPS - 1:03d}-global_step{STEPS}"
     again = resumed / final.name
-    for name in ("model", "ema.pt"):
-        a, b = read_state_dict(final / name) if name == "model" else torch.load(final / name, weights_only=True), (
-            read_state_dict(again / name) if name == "model" else torch.load(again / name, weights_only=True))
+    for read in (read_state_dict, lambda folder: torch.load(folder / "ema.pt", weights_only=True)):
+        a, b = read(final), read(again)
         assert a.keys() == b.keys()
-        assert all(torch.equal(a[k], b[k]) for k in a), name
+        assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_checkpoint_layout(stage3):
@@ -206,3 +205,24 @@ def test_stage3_starts_from_stage1_and_stage2_runs(stage1, stage2, stage3):
                              num_decoder_layers=1, enable_flash_attn=False, enable_layernorm_kernel=False)
     trained = read_state_dict(stage2)
     assert all(torch.equal(prior.state_dict()[k], v) for k, v in trained.items() if k in prior.state_dict())
+
+
+def test_inference_reads_a_training_checkpoint(stage3, run_script, tmp_path):
+    model = stage3 / "epoch011-global_step12" / "model"
+    result = run_script("inference.py", "configs/tiny/inference.py", "--ckpt-path", str(model), "--prompt",
+                        "a ball bounces", "--save-dir", str(tmp_path), "--num-sampling-steps", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "sample_0000.mp4").stat().st_size > 0
+
+
+def test_start_from_scratch_keeps_weights_and_restarts_counters(data, stage1, stage2, stage3, tmp_path):
+    checkpoint = stage3 / "epoch011-global_step12"
+    _ok(_train("train.py", _config(tmp_path, "stage3_jav.py", 2),
+               *_stage3_args(data, stage1, stage2, tmp_path / "runs", "max_steps=2"), "--load", str(checkpoint),
+               "--start-from-scratch"))
+    run = _run_dir(tmp_path / "runs")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["global_step"] for r in rows] == [1, 2] and rows[0]["lr"] == pytest.approx(0.25e-3)  # warm-up again
+    # same clips and draws as the first step of the original run (epoch 0), but the weights of step 12
+    assert rows[0]["loss"] != pytest.approx(_losses(stage3)[0], rel=1e-3)
+    assert (run / "epoch001-global_step2" / "running_states.json").is_file()  # one step an epoch
