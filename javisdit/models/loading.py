@@ -41,7 +41,8 @@ class WeightsMismatchError(UserError, ValueError):
 
 
 def is_hub_id(source: str) -> bool:
-    return bool(_HUB_ID.match(source)) and not source.startswith((".", "/"))
+    weights_file = source.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+    return bool(_HUB_ID.match(source)) and not source.startswith((".", "/")) and not weights_file
 
 
 def _hub_snapshot(repo_id: str, subfolders: tuple[str, ...]) -> Path:
@@ -56,6 +57,29 @@ def _hub_snapshot(repo_id: str, subfolders: tuple[str, ...]) -> Path:
     if missing:
         path = Path(snapshot_download(repo_id, allow_patterns=[f"{p}*.bin" for p in missing]))
     return path
+
+
+#: Local folder names the configs and README use -> the published repository with those weights.
+PUBLISHED = {
+    "OpenSora-STDiT-v3": "hpcai-tech/OpenSora-STDiT-v3",
+    "JavisDiT-v0.1-audio": "JavisDiT/JavisDiT-v0.1-audio",
+    "JavisDiT-v0.1-prior": "JavisDiT/JavisDiT-v0.1-prior",
+    "JavisDiT-v0.1-jav": "JavisDiT/JavisDiT-v0.1-jav",
+}
+
+
+def _download_hint(path: Path, config_key: str) -> str:
+    folder = next((part for part in path.parts if part in PUBLISHED), None)
+    if folder is None:
+        return ""
+    repo = PUBLISHED[folder]
+    local = Path(*path.parts[: path.parts.index(folder) + 1])
+    hint = (f"; download the published weights with `huggingface-cli download {repo} --local-dir {local}` or set "
+            f"{config_key} to the hub id {repo}")
+    if folder in ("JavisDiT-v0.1-audio", "JavisDiT-v0.1-prior"):
+        stage = "stage 1" if folder.endswith("audio") else "stage 2"
+        hint += f" (or move your {stage} checkpoint folder there, or point {config_key} at its runs/ folder)"
+    return hint
 
 
 def resolve_weights(source: str | os.PathLike, config_key: str = "from_pretrained",
@@ -77,7 +101,7 @@ def resolve_weights(source: str | os.PathLike, config_key: str = "from_pretraine
         return path
     source = str(source)
     if not is_hub_id(source):
-        raise MissingWeightsError(f"{config_key}: no such file or folder: {source}")
+        raise MissingWeightsError(f"{config_key}: no such file or folder: {source}{_download_hint(path, config_key)}")
     try:
         return _hub_snapshot(source, subfolders)
     except Exception as err:  # offline, network, unknown repository, gated repository, ...

@@ -61,6 +61,8 @@ MASK_RATIOS = [("random", 0.01), ("video_to_audio", 0.05), ("audio_to_video", 0.
                ("intepolate", 0.03), ("quarter_random", 0.005), ("quarter_head", 0.05), ("quarter_tail", 0.005),
                ("quarter_head_tail", 0.005), ("image_random", 0.005), ("image_head", 0.05), ("image_tail", 0.005),
                ("image_head_tail", 0.005)]
+# Stage 3 reads the stage-2 result where the README moves it (the original read the hub id).
+STAGE3_PRIOR = {**PRIOR, "from_pretrained": "./checkpoints/JavisDiT-v0.1-prior"}
 PRIOR_SCHEDULE = dict(epochs=2, ckpt_every=200, load=None, lr=1e-5, warmup_steps=100, grad_clip=1.0)
 
 EXPECTED = {
@@ -103,12 +105,13 @@ EXPECTED = {
     ),
     "train/stage3_jav.py": dict(
         **RUN, **STAGE3_SCHEDULE, vae=VAE, audio_vae=AUDIO_VAE, text_encoder=T5, audio_cfg=AUDIO_CFG,
-        prior_encoder=PRIOR, scheduler=RFLOW_TRAIN, model=STAGE3_MODEL, dataset=JAV_DATASET,
+        prior_encoder=STAGE3_PRIOR, scheduler=RFLOW_TRAIN, model=STAGE3_MODEL, dataset=JAV_DATASET,
         bucket_config=MULTI_RES_BUCKETS, mask_ratios=dict(MASK_RATIOS), load_text_features=False, num_workers=8,
         num_bucket_build_workers=16,
     ),
     "train/stage3_jav_feat.py": dict(
-        **RUN, **STAGE3_SCHEDULE, text_encoder=T5, prior_encoder=PRIOR, scheduler=RFLOW_TRAIN, model=STAGE3_MODEL,
+        **RUN, **STAGE3_SCHEDULE, text_encoder=T5, prior_encoder=STAGE3_PRIOR, scheduler=RFLOW_TRAIN,
+        model=STAGE3_MODEL,
         dataset=dict(type="BatchFeatureDataset", data_path=None), mask_ratios=dict(MASK_RATIOS),
         load_va_features=True, load_text_features=False, num_workers=8,
     ),

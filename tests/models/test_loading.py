@@ -125,3 +125,13 @@ def test_hub_id_from_the_local_cache_offline(tiny, tmp_path, monkeypatch):
     assert resolve_weights("JavisDiT/JavisDiT-v0.1-tiny") == repo / "snapshots" / commit
     loaded = build_module(dict(type="VASTDiT3-XL/2", from_pretrained="JavisDiT/JavisDiT-v0.1-tiny"), MODELS)
     assert _same_weights(loaded, tiny)
+
+
+def test_missing_local_copy_of_published_weights_says_where_to_get_them():
+    with pytest.raises(MissingWeightsError) as err:
+        resolve_weights("./checkpoints/OpenSora-STDiT-v3/model.safetensors", config_key="model.weight_init_from")
+    assert "huggingface-cli download hpcai-tech/OpenSora-STDiT-v3 --local-dir checkpoints/OpenSora-STDiT-v3" in str(err.value)
+    with pytest.raises(MissingWeightsError, match="move your stage 2 checkpoint folder there"):
+        resolve_weights("./checkpoints/JavisDiT-v0.1-prior", config_key="prior_encoder.from_pretrained")
+    with pytest.raises(MissingWeightsError, match="no such file or folder: weights/model.pt$"):
+        resolve_weights("weights/model.pt")  # a relative file, not a hub id

@@ -227,3 +227,24 @@ def test_trainable_sets_per_stage():
         "st_t_block", "st_prior_embedder", "video_st_prior_blocks", "audio_st_prior_blocks", "va_cross_blocks"}
     stage2 = _trainable_modules("configs/tiny/stage2_prior.py", "train_prior")
     assert "text_encoder" not in stage2 and {"spatial_query_emb", "discriminator", "video_embedder"} <= stage2
+
+
+def test_stage1_starts_from_open_sora_video_branch(tmp_path):
+    """weight_init_from a local Open-Sora STDiT-v3 folder: the audio tower starts as its video tower."""
+    from javisdit.models.loading import save_pretrained
+    from javisdit.models.stdit import build_stdit3
+    from javisdit.models.stdit.config import config_dict
+    from javisdit.training.stages import DiffusionStage
+
+    torch.manual_seed(3)
+    opensora = build_stdit3("XL/2", depth=2, hidden_size=64, num_heads=4, caption_channels=32, model_max_length=8,
+                            enable_flash_attn=False, enable_layernorm_kernel=False)
+    folder = tmp_path / "checkpoints" / "OpenSora-STDiT-v3"
+    save_pretrained(opensora, folder, config=config_dict(opensora.config))
+    cfg = parse_configs("train", ["configs/tiny/stage1_audio.py", "--data-path", "unused.csv", "--cfg-options",
+                                  f'model.weight_init_from=["{folder / "model.safetensors"}"]'])
+    model = DiffusionStage(cfg).build(torch.device("cpu"), torch.float32)
+    source, audio = opensora.state_dict(), model.state_dict()
+    copied = {f"audio_{k}": k for k in source if k.startswith(("spatial_blocks.", "temporal_blocks.", "y_embedder."))}
+    assert len(copied) > 20 and all(torch.equal(audio[a], source[v]) for a, v in copied.items())
+    assert torch.equal(audio["t_embedder.mlp.0.weight"], source["t_embedder.mlp.0.weight"])  # shared embedders too

@@ -1,11 +1,14 @@
-# Stage-3 model initialisation, conditioning masks and optimisation, shared by stage3_jav*.py.
-_base_ = ["./jav_model.py", "./dit_optim.py"]
+# Stage-3 model, its initialisation and frozen prior, conditioning masks and optimisation (stage3_jav*.py).
+_base_ = ["./jav_model.py", "./dit_optim.py", "./prior.py"]
 
 model = dict(
     only_train_audio=False,
     # Later files override overlapping keys: the stage-1 audio branch, then Open-Sora's video branch.
     weight_init_from=["./checkpoints/JavisDiT-v0.1-audio", "./checkpoints/OpenSora-STDiT-v3/model.safetensors"],
 )
+
+# The stage-2 result, where the README moves it; the published one is JavisDiT/JavisDiT-v0.1-prior.
+prior_encoder = dict(from_pretrained="./checkpoints/JavisDiT-v0.1-prior")
 
 # Share of training samples per conditioning task (the rest, 0.70, is plain joint generation). The
 # order matters: a task is drawn by comparing one uniform number with the cumulative ratios.
