@@ -257,16 +257,23 @@ class Trainer:
 
     # ----- steps ---------------------------------------------------------------------------------------
 
+    def _clock(self) -> float:
+        """Now; with ``record_time`` on CUDA, after the queued kernels finish, so phases are timed exactly
+        (at the cost of the overlap between them)."""
+        if self.cfg.record_time and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
     def _batches(self) -> Iterator[tuple[dict | None, float]]:
         """(batch, seconds waited for it); all ranks see None when any rank's batch was unreadable."""
         iterator = iter(self.loader)
         while True:
-            start = time.perf_counter()
+            start = self._clock()
             try:
                 batch = next(iterator)
             except StopIteration:
                 return
-            waited = time.perf_counter() - start
+            waited = self._clock() - start
             ok = all_reduce_sum(torch.tensor([0.0 if batch is None else 1.0], device=self.device))
             yield (batch if int(ok.item()) == self.info.world_size else None), waited
 
@@ -322,7 +329,7 @@ class Trainer:
             window["skipped_steps"] = window.get("skipped_steps", 0) + 1
             logger.warning("global step %d: an unreadable batch on some rank; the step is skipped", self.global_step)
             return None
-        start = time.perf_counter()
+        start = self._clock()
         generators = sample_generators(_sample_seeds(batch, int(cfg.seed), self.epoch))
         with self.acc.autocast():
             loss, terms = self.stage.loss(self.model, batch, generators)
@@ -336,14 +343,14 @@ class Trainer:
         if not finite:
             return self._non_finite(report, window)
         self.acc.backward(loss, self.optimizer)
-        fwd_bwd = time.perf_counter()
+        fwd_bwd = self._clock()
         window["lr"] = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
         grad_norm = self.acc.step(self.optimizer, self.model)
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
         if self.ema is not None:
             self.ema.update()
-        end = time.perf_counter()
+        end = self._clock()
         values = {name: float(reduced[i]) / world for i, name in enumerate(names)}
         report.skipped_samples += int(reduced[-3].item())
         for key, value in (("time/forward_backward", fwd_bwd - start), ("time/optimizer", end - fwd_bwd),
