@@ -9,6 +9,7 @@ one at the end. ``--load`` resumes model, optimizer, LR, EMA, sampler and counte
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -30,8 +31,13 @@ from javisdit.distributed import ProcessInfo, init_distributed
 from javisdit.distributed.booster import Accelerator, all_reduce_sum, make_accelerator
 from javisdit.errors import ConfigError, UserError
 from javisdit.registry import DATASETS, build_module
-from javisdit.training.checkpoint import (Checkpoint, RunningStates, create_experiment_dir, open_checkpoint,
-                                          save_checkpoint)
+from javisdit.training.checkpoint import (
+    Checkpoint,
+    RunningStates,
+    create_experiment_dir,
+    open_checkpoint,
+    save_checkpoint,
+)
 from javisdit.training.ema import EMA
 from javisdit.training.lr import LinearWarmupLR
 from javisdit.training.stages import DiffusionStage, PriorStage
@@ -77,6 +83,8 @@ def _check_config(cfg: Config) -> None:
             raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
     if cfg.start_from_scratch and not cfg.load:
         raise ConfigError("--start-from-scratch needs --load <checkpoint>")
+    if cfg.wandb and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("--wandb True needs the wandb package: pip install wandb")
 
 
 def _threads(info: ProcessInfo) -> None:
@@ -140,15 +148,13 @@ class _Metrics:
         self.writer = self.wandb = None
         if not main:
             return
-        self.jsonl = open(exp_dir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
+        self.jsonl = open(exp_dir / "metrics.jsonl", "a")  # noqa: SIM115 (kept open; closed by close())
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(exp_dir / "tensorboard"))
         if cfg.wandb:
-            try:
-                import wandb
-            except ImportError:
-                raise ConfigError("--wandb True needs the wandb package: pip install wandb") from None
+            import wandb
+
             self.wandb = wandb.init(project=cfg.get("wandb_project", "JavisDiT"), name=exp_dir.name,
                                     config=cfg.to_dict(), dir=str(exp_dir))
 
@@ -367,7 +373,7 @@ class Trainer:
             report.skipped_steps += 1
             window["skipped_steps"] = window.get("skipped_steps", 0) + 1
             logger.warning("non-finite loss at %s: step skipped (nan_policy=skip)", where)
-            return None
+            return
         last = report.last_checkpoint or (self.ckpt.path if self.ckpt else None)
         raise TrainingDiverged(
             f"the loss is not finite at {where}; nothing was updated. Last checkpoint: "

@@ -203,7 +203,9 @@ class PriorStage:
         """Latents of the clips and of their negatives: ``(video, audio, neg_videos, neg_audios)``."""
         device, dtype = self.device, self.dtype
         if self.features:
-            to = lambda x: x.to(device, torch.float32)  # noqa: E731
+            def to(x: torch.Tensor) -> torch.Tensor:
+                return x.to(device, torch.float32)
+
             return (to(batch["video"]), to(batch["audio"]), {k: to(v) for k, v in batch["neg_videos"].items()},
                     {k: to(v) for k, v in batch["neg_audios"].items()})
         out = []

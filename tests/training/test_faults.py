@@ -3,6 +3,7 @@ checkpoint write, a dying rank; plus the feature path and the trainable sets of 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -36,6 +37,7 @@ def _env() -> dict[str, str]:
 
 def _run(script: str, *args: str, procs: int = 1, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(_command(script, *args, procs=procs), cwd=REPO, env=_env(), capture_output=True, text=True,
+                          check=False,
                           timeout=timeout)
 
 
@@ -53,6 +55,8 @@ def _only_run(outputs: Path) -> Path:
     (["--load", "{tmp}/nowhere"], "no such folder"),
     (["--start-from-scratch"], "--start-from-scratch needs --load"),
     (["--cfg-options", "nan_policy=ignore"], "nan_policy must be one of stop, skip"),
+    pytest.param(["--wandb", "True"], "--wandb True needs the wandb package: pip install wandb",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed")),
 ])
 def test_bad_training_arguments(args, message, synthetic_data, tmp_path):
     args = [a.format(tmp=tmp_path) for a in args]
@@ -161,7 +165,8 @@ def test_a_dying_rank_ends_the_run(synthetic_data, tmp_path):
     outputs = tmp_path / "runs"
     process = subprocess.Popen(
         _command("train.py", "configs/tiny/stage1_audio.py", "--data-path", str(synthetic_data["stage1_audio"]),
-                 "--outputs", str(outputs), "--cfg-options", "epochs=100000", "ckpt_every=0", "bucket_config.144p.17=(1.0, 1)",
+                 "--outputs", str(outputs), "--cfg-options", "epochs=100000", "ckpt_every=0",
+                 "bucket_config.144p.17=(1.0, 1)",
                  procs=2),
         cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

@@ -4,8 +4,8 @@ resuming, index ranges and one-line errors."""
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO
+
 from javisdit import cli
 from javisdit.config import flags_for, parse_configs
 from javisdit.datasets import BatchFeatureDataset, VariableVideoBatchSampler
@@ -145,7 +145,7 @@ def test_rank_shares_are_disjoint_and_cover_the_range():
     bins = range(3, 10)
     shares = [features.rank_share(bins, rank, 3) for rank in range(3)]
     assert [list(s) for s in shares] == [[3, 4, 5], [6, 7, 8], [9]]
-    assert list(features.rank_share(range(0, 2), 2, 3)) == []
+    assert list(features.rank_share(range(2), 2, 3)) == []
 
 
 def test_extract_mode_flags():

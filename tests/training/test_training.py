@@ -46,7 +46,7 @@ def _train(script: str, config: str, *args: str, procs: int = 1, timeout: float 
     if procs > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)]
     result = subprocess.run([*launcher, str(REPO / "scripts" / script), config, *args], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+                            capture_output=True, text=True, timeout=timeout, check=False)
     return result
 
 
@@ -150,7 +150,8 @@ def test_stage3_learns_and_logs(stage3):
 
 def test_two_processes_match_one(data, stage1, stage2, stage3, tmp_path):
     """Two processes with one clip each follow the single-process run with both clips in one batch."""
-    _ok(_train("train.py", _config(tmp_path, "stage3_jav.py", 1), *_stage3_args(data, stage1, stage2, tmp_path / "runs"),
+    _ok(_train("train.py", _config(tmp_path, "stage3_jav.py", 1),
+               *_stage3_args(data, stage1, stage2, tmp_path / "runs"),
                procs=2))
     two = _losses(_run_dir(tmp_path / "runs"))
     assert two == pytest.approx(_losses(stage3), rel=1e-5)
@@ -189,7 +190,8 @@ def test_checkpoint_layout(stage3):
     ema, model = torch.load(ckpt / "ema.pt", weights_only=True), read_state_dict(ckpt / "model")
     assert ema.keys() == model.keys() and all(v.dtype == torch.float32 for v in ema.values())
     assert torch.equal(ema["audio_spatial_blocks.0.attn.qkv.weight"], model["audio_spatial_blocks.0.attn.qkv.weight"])
-    assert not torch.equal(ema["va_cross_blocks.0.cross_attn.m1_proj.weight"], model["va_cross_blocks.0.cross_attn.m1_proj.weight"])
+    trained = "va_cross_blocks.0.cross_attn.m1_proj.weight"
+    assert not torch.equal(ema[trained], model[trained])
 
 
 def test_stage3_starts_from_stage1_and_stage2_runs(stage1, stage2, stage3):
@@ -198,7 +200,7 @@ def test_stage3_starts_from_stage1_and_stage2_runs(stage1, stage2, stage3):
     audio = [k for k in first if k.startswith(("audio_spatial_blocks.", "audio_temporal_blocks.", "ax_embedder."))]
     assert audio and all(torch.equal(first[k], jav[k]) for k in audio)  # frozen in stage 3, from stage 1
     log = (stage3 / "log.txt").read_text()
-    assert f"from 1 checkpoint(s)" in log
+    assert "from 1 checkpoint(s)" in log
     from javisdit.models.prior import build_stib_prior
 
     prior = build_stib_prior(from_pretrained=str(stage2), text_tower="tiny", hidden_size=64, num_encoder_layers=1,
