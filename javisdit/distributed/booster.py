@@ -35,6 +35,7 @@ from javisdit.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 PLUGINS = ("zero2", "ddp")
+OPTIMIZERS = ("adamw",)  # the recipe's only optimizer; HybridAdam in AdamW mode under ZeRO
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DDP_OPTIMIZER_FILE = "optimizer.pt"
 
@@ -79,8 +80,10 @@ class Accelerator:
     # ----- set-up --------------------------------------------------------------------------------------
 
     def make_optimizer(self, params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0,
-                       eps: float = 1e-8) -> torch.optim.Optimizer:
+                       eps: float = 1e-8, kind: str = "adamw") -> torch.optim.Optimizer:
         """AdamW (decoupled weight decay, betas 0.9/0.999): ColossalAI's HybridAdam under ZeRO."""
+        if kind not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {kind!r}; valid: {', '.join(OPTIMIZERS)}")
         params = [p for p in params if p.requires_grad]
         if not params:
             raise ConfigError("no parameter is trainable: check the model's freeze flags")

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from javisdit.datasets.dataloader import build_dataloader
 from javisdit.datasets.sampler import StatefulDistributedSampler
 from javisdit.distributed import ProcessInfo, init_distributed
-from javisdit.distributed.booster import Accelerator, all_reduce_sum, make_accelerator
+from javisdit.distributed.booster import OPTIMIZERS, Accelerator, all_reduce_sum, make_accelerator
 from javisdit.errors import ConfigError, UserError
 from javisdit.registry import DATASETS, build_module
 from javisdit.training.checkpoint import (
@@ -76,6 +76,8 @@ def run_prior_training(cfg: Config) -> TrainReport:
 def _check_config(cfg: Config) -> None:
     if cfg.get("dataset") is None or not cfg.dataset.get("data_path"):
         raise ConfigError("no training data: pass --data-path (a CSV, or a feature folder for *_feat configs)")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     if cfg.nan_policy not in NAN_POLICIES:
         raise ConfigError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}, got {cfg.nan_policy!r}")
     for key in ("epochs", "log_every"):
@@ -209,7 +211,7 @@ class Trainer:
             stage.load_weights(model, self.ckpt.model)
             logger.info("loaded model weights from %s", self.ckpt.model)
         optimizer = self.acc.make_optimizer(model.parameters(), lr=float(cfg.lr), weight_decay=float(cfg.weight_decay),
-                                            eps=float(cfg.adam_eps))
+                                            eps=float(cfg.adam_eps), kind=cfg.optimizer)
         warmup = cfg.warmup_steps
         lr_scheduler = LinearWarmupLR(optimizer, int(warmup)) if warmup else None
         self.model, self.optimizer, self.lr_scheduler = self.acc.boost(model, optimizer, lr_scheduler)
