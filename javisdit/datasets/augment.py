@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from javisdit.models import geometry
-
 logger = logging.getLogger(__name__)
 
 VIDEO_SPATIAL = ("random_mask", "add_masklet")

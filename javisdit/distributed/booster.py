@@ -30,13 +30,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from javisdit.distributed import get_world_size, is_main_process
 from javisdit.errors import ConfigError
+from javisdit.utils.dtype import torch_dtype
 
 logger = logging.getLogger(__name__)
 
 PLUGINS = ("zero2", "ddp")
 OPTIMIZERS = ("adamw",)  # the recipe's only optimizer; HybridAdam in AdamW mode under ZeRO
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DDP_OPTIMIZER_FILE = "optimizer.pt"
 
 
@@ -146,7 +147,7 @@ class Accelerator:
         if self.plugin == "zero2":
             self.booster.save_optimizer(optimizer, str(folder), shard=True, size_per_shard=4096)
             return
-        if is_main():
+        if is_main_process():
             folder.mkdir(parents=True, exist_ok=True)
             torch.save(optimizer.state_dict(), folder / DDP_OPTIMIZER_FILE)
 
@@ -159,10 +160,6 @@ class Accelerator:
             raise ConfigError(f"{folder}: no {DDP_OPTIMIZER_FILE} (was the checkpoint written with plugin zero2? "
                               "resume it with the same plugin)")
         optimizer.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
-
-
-def is_main() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
 
 
 def _import_booster():
@@ -191,8 +188,7 @@ def make_accelerator(plugin: str, dtype: str, device: torch.device, grad_clip: f
     Raises:
         ConfigError: an unknown plugin or dtype, or ``zero2`` with fp32 (ZeRO trains in fp16/bf16).
     """
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    compute_dtype = torch_dtype(dtype)
     name = resolve_plugin(plugin, device)
     if name == "zero2" and dtype == "fp32":
         raise ConfigError("plugin zero2 trains in bf16 or fp16 (fp32 master weights); use dtype=bf16 or plugin=ddp")
@@ -205,28 +201,20 @@ def make_accelerator(plugin: str, dtype: str, device: torch.device, grad_clip: f
     else:
         booster_plugin = TorchDDPPlugin(find_unused_parameters=find_unused_parameters)
     logger.info("booster: %s, %s compute, gradient clipping %s", name, dtype, grad_clip or "off")
-    return Accelerator(name, device, DTYPES[dtype], grad_clip, Booster(plugin=booster_plugin))
-
-
-def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
-    """Mean over the ranks (a copy; the input is untouched)."""
-    values = values.detach().clone()
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(values)
-        values /= dist.get_world_size()
-    return values
+    return Accelerator(name, device, compute_dtype, grad_clip, Booster(plugin=booster_plugin))
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum over the ranks (a copy; the input is untouched)."""
     values = values.detach().clone()
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    if get_world_size() > 1:
         dist.all_reduce(values)
     return values
 
 
 def all_gather_flat(shard: torch.Tensor, numel: int) -> torch.Tensor:
     """Undo ZeRO's flat sharding: the full flat tensor (first ``numel`` elements) from every rank's shard."""
-    world = dist.get_world_size() if dist.is_initialized() else 1
+    world = get_world_size()
     if world == 1:
         return shard.flatten()[:numel]
     parts = [torch.empty_like(shard) for _ in range(world)]

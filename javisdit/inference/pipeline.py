@@ -10,7 +10,6 @@ writes the same files.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,11 +27,11 @@ from javisdit.models import geometry
 from javisdit.models.text.cleaning import append_score, text_preprocessing
 from javisdit.registry import MODELS, SCHEDULERS, build_module
 from javisdit.sizes import get_clip_size
+from javisdit.utils.dtype import torch_dtype
 from javisdit.utils.seed import set_seed
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 IMAGE_FPS = 120  # the fps conditioning of single images
 
 
@@ -154,8 +153,7 @@ def _seed(cfg: Config, prompt: Prompt, k: int) -> int:
 def run(cfg: Config) -> RunReport:
     """Run inference for a merged config (see ``scripts/inference.py``)."""
     report = RunReport()
-    if cfg.get("dtype") not in DTYPES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.get('dtype')!r}")
+    torch_dtype(cfg.get("dtype"))  # checked before any work
     T, H, W = get_clip_size(cfg.num_frames, cfg.resolution, cfg.aspect_ratio, cfg.get("image_size"))
     prompts = load_prompts(cfg.get("prompt"), cfg.get("prompt_path"), cfg.start_index, cfg.get("end_index"))
     save_dir = Path(cfg.save_dir)
@@ -171,7 +169,7 @@ def run(cfg: Config) -> RunReport:
 
 def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int, int, int], save_dir: Path,
          report: RunReport) -> None:
-    dtype = DTYPES[cfg.dtype]
+    dtype = torch_dtype(cfg.dtype)
     if info.device.type == "cuda" and cfg.get("allow_tf32", True):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from javisdit.distributed import barrier, get_world_size, is_main_process
 from javisdit.errors import UserError
 from javisdit.models.loading import latest_checkpoint
 
@@ -43,7 +44,7 @@ def create_experiment_dir(outputs: str | os.PathLike, model_type: str) -> Path:
     it, every rank gets its path. Only ``NNN-*`` entries count, and creation is exclusive, so two jobs
     started together get different folders (the original counted every entry and could collide)."""
     path = None
-    if not dist.is_initialized() or dist.get_rank() == 0:
+    if is_main_process():
         root = Path(outputs)
         root.mkdir(parents=True, exist_ok=True)
         name = model_type.replace("/", "-")
@@ -55,7 +56,7 @@ def create_experiment_dir(outputs: str | os.PathLike, model_type: str) -> Path:
                 path = candidate
             except FileExistsError:
                 continue
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    if get_world_size() > 1:
         box = [str(path) if path else None]
         dist.broadcast_object_list(box, src=0)
         path = Path(box[0])
@@ -142,14 +143,14 @@ def save_checkpoint(
     Returns:
         The final checkpoint folder.
     """
-    main = not dist.is_initialized() or dist.get_rank() == 0
+    main = is_main_process()
     name = checkpoint_name(states.epoch, states.global_step)
     final, tmp = exp_dir / name, exp_dir / f".{name}.tmp"
     if main:
         for stale in exp_dir.glob(".epoch*.tmp"):
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir(parents=True)
-    _barrier()
+    barrier()
     if main:
         write_model(tmp / "model")
     if write_optimizer is not None:
@@ -166,7 +167,7 @@ def save_checkpoint(
         os.replace(tmp, final)
         _prune(exp_dir, save_total_limit)
         logger.info("saved checkpoint %s", final)
-    _barrier()
+    barrier()
     return final
 
 
@@ -185,8 +186,3 @@ def _sync_tree(folder: Path) -> None:
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
-
-
-def _barrier() -> None:
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from javisdit.distributed import get_rank
 from javisdit.distributed.booster import Accelerator, all_gather_flat
 
 
@@ -61,14 +62,8 @@ class EMA:
             value = state[name].float().to(shadow.device)
             if self.sharded:  # this rank's slice of the flat, zero-padded tensor
                 flat = value.flatten()
-                start = _rank() * shadow.numel()
+                start = get_rank() * shadow.numel()
                 part = flat[start : start + shadow.numel()]
                 shadow.zero_()[: part.numel()].copy_(part)
             else:
                 shadow.copy_(value.view_as(shadow))
-
-
-def _rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_initialized() else 0

@@ -33,11 +33,11 @@ from javisdit.cli import format_config
 from javisdit.distributed import ProcessInfo, barrier, init_distributed, shutdown
 from javisdit.errors import ConfigError, UserError
 from javisdit.registry import DATASETS, MODELS, build_module
+from javisdit.utils.dtype import torch_dtype
 from javisdit.utils.seed import sample_generators, set_seed
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 NEGATIVE_KINDS = ("spatial", "temporal")
 # Metadata keeps exact values whatever the latent dtype (the original stored them in bf16: 277 -> 276).
 INT_KEYS = ("height", "width", "num_frames", "audio_fps")
@@ -168,8 +168,7 @@ def encode_batch(batch: dict, encoders: Encoders, device: torch.device, dtype: t
 # ----- set-up ------------------------------------------------------------------------------------------------------
 
 def _check_args(cfg: Config) -> tuple[int, int | None, int]:
-    if cfg.get("dtype") not in DTYPES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.get('dtype')!r}")
+    torch_dtype(cfg.get("dtype"))
     if not cfg.get("save_dir"):
         raise UserError("--save-dir is required: the folder that receives the feature bins")
     start, end, bin_size = int(cfg.start_index), cfg.get("end_index"), cfg.get("bin_size")
@@ -264,7 +263,7 @@ def run(cfg: Config) -> ExtractReport:
                     "there)", num_batches, num_bins, bin_size, start, stop - 1, folder, info.rank, info.world_size,
                     len(mine), done)
         if done < len(mine):
-            encoders = build_encoders(cfg, info.device, DTYPES[cfg.dtype])
+            encoders = build_encoders(cfg, info.device, torch_dtype(cfg.dtype))
             _extract(cfg, loader, sampler, encoders, info, folder, mine[done:], bin_size, report)
         barrier()
     finally:
@@ -278,7 +277,7 @@ def run(cfg: Config) -> ExtractReport:
 
 def _extract(cfg: Config, loader, sampler, encoders: Encoders, info: ProcessInfo, folder: Path, bins: range,
              bin_size: int, report: ExtractReport) -> None:
-    dtype, seed = DTYPES[cfg.dtype], int(cfg.seed)
+    dtype, seed = torch_dtype(cfg.dtype), int(cfg.seed)
     bar = tqdm(total=len(bins) * bin_size, desc="batches", disable=not info.is_main)
     iterator, slot = None, -1  # slot: position in the global batch order of the iterator's next batch
     for b in bins:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from javisdit.models.layers.embeddings import CaptionEmbedder, PatchEmbed2D, sincos_1d
-from javisdit.models.stdit.blocks import CrossModalityBiAttentionBlock, CrossSTDiT3Block, FinalLayer, STDiT3Block
+from javisdit.models.stdit.blocks import CrossModalityBiAttentionBlock, CrossSTDiT3Block, FinalLayer
 from javisdit.models.stdit.config import VASTDiT3Config
 from javisdit.models.stdit.stdit3 import STDiT3, check_shape, zero_output_weights
 
