@@ -10,6 +10,7 @@ writes the same files.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -135,7 +136,7 @@ def generate(gen: Models, texts: list[str], clip: tuple[int, int, int], fps: int
 def _check_save_dir(save_dir: Path) -> None:
     try:
         save_dir.mkdir(parents=True, exist_ok=True)
-        probe = save_dir / ".write-test"
+        probe = save_dir / f".write-test-{os.getpid()}"  # one per process: torchrun ranks check at once
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from javisdit.datasets.dataloader import build_dataloader
 from javisdit.datasets.sampler import StatefulDistributedSampler
-from javisdit.distributed import ProcessInfo, init_distributed
+from javisdit.distributed import ProcessInfo, init_distributed, shutdown
 from javisdit.distributed.booster import OPTIMIZERS, Accelerator, all_reduce_sum, make_accelerator
 from javisdit.errors import ConfigError, UserError
 from javisdit.registry import DATASETS, build_module
@@ -406,4 +406,7 @@ class Trainer:
 
 
 def train(cfg: Config, stage: DiffusionStage | PriorStage) -> TrainReport:
-    return Trainer(cfg, stage).fit()
+    try:
+        return Trainer(cfg, stage).fit()
+    finally:
+        shutdown()
