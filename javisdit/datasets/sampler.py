@@ -15,10 +15,10 @@ import logging
 from collections import defaultdict
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from javisdit.datasets.bucket import Bucket
+from javisdit.distributed import get_rank, get_world_size
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +26,8 @@ logger = logging.getLogger(__name__)
 class VariableVideoBatchSampler(Sampler):
     def __init__(self, clip_sizes: list[tuple[int, int, int]], bucket_config: dict, num_replicas: int | None = None,
                  rank: int | None = None, seed: int = 42, frame_interval: int = 1, drop_last: bool = True):
-        if num_replicas is None:
-            num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        if rank is None:
-            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        num_replicas = get_world_size() if num_replicas is None else num_replicas
+        rank = get_rank() if rank is None else rank
         self.clip_sizes = clip_sizes
         self.bucket = Bucket(bucket_config)
         self.num_replicas, self.rank, self.seed = num_replicas, rank, seed
@@ -101,10 +99,8 @@ class StatefulDistributedSampler(Sampler):
 
     def __init__(self, num_items: int, num_replicas: int | None = None, rank: int | None = None, seed: int = 42,
                  shuffle: bool = True):
-        if num_replicas is None:
-            num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        if rank is None:
-            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        num_replicas = get_world_size() if num_replicas is None else num_replicas
+        rank = get_rank() if rank is None else rank
         if num_items < num_replicas:
             raise ValueError(f"{num_items} feature batch(es) cannot feed {num_replicas} process(es)")
         self.num_items, self.num_replicas, self.rank = num_items, num_replicas, rank
