@@ -33,12 +33,12 @@ from javisdit.cli import format_config
 from javisdit.distributed import ProcessInfo, barrier, init_distributed, shutdown
 from javisdit.errors import ConfigError, UserError
 from javisdit.registry import DATASETS, MODELS, build_module
+from javisdit.training.negatives import encode_with_negatives
 from javisdit.utils.dtype import torch_dtype
 from javisdit.utils.seed import sample_generators, set_seed
 
 logger = logging.getLogger(__name__)
 
-NEGATIVE_KINDS = ("spatial", "temporal")
 # Metadata keeps exact values whatever the latent dtype (the original stored them in bf16: 277 -> 276).
 INT_KEYS = ("height", "width", "num_frames", "audio_fps")
 FLOAT_KEYS = ("fps", "onset")
@@ -110,22 +110,6 @@ def batch_generators(seed: int, bin_index: int, batch_index: int, rows: int, sal
 
 # ----- encoding ----------------------------------------------------------------------------------------------------
 
-def _with_negatives(positives: torch.Tensor, negatives: dict[str, torch.Tensor] | None) -> torch.Tensor:
-    """[B, ...] and {kind: [B, N, ...]} -> [B + 2·B·N, ...] (positives, spatial, temporal)."""
-    if negatives is None:
-        return positives
-    return torch.cat([positives, *(negatives[k].flatten(0, 1) for k in NEGATIVE_KINDS)])
-
-
-def _split_negatives(z: torch.Tensor, B: int, negatives: dict[str, torch.Tensor] | None):
-    """Inverse of ``_with_negatives`` on the latents: ([B, ...], {kind: [B, N, ...]} or None)."""
-    if negatives is None:
-        return z, None
-    N = negatives[NEGATIVE_KINDS[0]].shape[1]
-    parts = z[B:].split(B * N)
-    return z[:B], {k: part.unflatten(0, (B, N)) for k, part in zip(NEGATIVE_KINDS, parts)}
-
-
 @torch.no_grad()
 def encode_batch(batch: dict, encoders: Encoders, device: torch.device, dtype: torch.dtype, seed: int,
                  bin_index: int, batch_index: int) -> dict:
@@ -137,21 +121,19 @@ def encode_batch(batch: dict, encoders: Encoders, device: torch.device, dtype: t
     ({"spatial", "temporal"}: [B, N, ...]); ``onset`` float32 [B, Tmel] when the dataset gives it;
     ``y`` [B, 1, L, C] / ``mask`` [B, L] with a text encoder.
     """
-    B = len(batch["index"])
     out: dict[str, Any] = {"index": batch["index"].to(torch.int64)}
-    if encoders.vae is not None:
-        negatives = batch.get("neg_videos")
-        pixels = _with_negatives(batch["video"], negatives).to(device, dtype)
-        z = encoders.vae.encode(pixels, batch_generators(seed, bin_index, batch_index, len(pixels), VIDEO_SALT))
-        out["x"], neg = _split_negatives(z.to(dtype).cpu(), B, negatives)
+    streams = (("video", "neg_videos", encoders.vae, VIDEO_SALT, "x", "neg_vx"),
+               ("audio", "neg_audios", encoders.audio_vae, AUDIO_SALT, "ax", "neg_ax"))
+    for key, neg_key, encoder, salt, out_key, out_neg_key in streams:
+        if encoder is None:
+            continue
+        def generators(rows: int, salt: int = salt) -> list[torch.Generator]:
+            return batch_generators(seed, bin_index, batch_index, rows, salt)
+
+        z, neg = encode_with_negatives(encoder.encode, batch[key], batch.get(neg_key), generators, device, dtype)
+        out[out_key] = z.to(dtype).cpu()
         if neg is not None:
-            out["neg_vx"] = neg
-    negatives = batch.get("neg_audios")
-    mel = _with_negatives(batch["audio"], negatives).to(device, dtype)
-    z = encoders.audio_vae.encode(mel, batch_generators(seed, bin_index, batch_index, len(mel), AUDIO_SALT))
-    out["ax"], neg = _split_negatives(z.to(dtype).cpu(), B, negatives)
-    if neg is not None:
-        out["neg_ax"] = neg
+            out[out_neg_key] = {k: v.to(dtype).cpu() for k, v in neg.items()}
     out["text"] = list(batch["text"])
     out["raw_text"] = list(batch["text"])
     for key in INT_KEYS:

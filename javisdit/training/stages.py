@@ -32,6 +32,7 @@ from javisdit.models.stdit.config import config_dict
 from javisdit.models.stdit.policy import initialize_from, select_trainable
 from javisdit.registry import MODELS, SCHEDULERS, build_module
 from javisdit.training.masks import VAMaskGenerator
+from javisdit.training.negatives import encode_with_negatives, row_generators
 from javisdit.utils.seed import rand
 
 logger = logging.getLogger(__name__)
@@ -208,21 +209,13 @@ class PriorStage:
 
             return (to(batch["video"]), to(batch["audio"]), {k: to(v) for k, v in batch["neg_videos"].items()},
                     {k: to(v) for k, v in batch["neg_audios"].items()})
-        out = []
-        for key, neg_key, encode in (("video", "neg_videos", self.vae.encode), ("audio", "neg_audios",
-                                                                               self.audio_vae.encode)):
-            # positives and every negative of a sample in one call per modality, split back afterwards
-            pos = batch[key]
-            negs = batch[neg_key]
-            B = pos.shape[0]
-            parts = [pos] + [negs[k].flatten(0, 1) for k in negs]
-            per_sample = [torch.cat([p.view(B, -1, *p.shape[1:])[i] for p in parts]) for i in range(B)]
-            latents = torch.stack([encode(x.to(device, dtype), generators[i]) for i, x in enumerate(per_sample)])
-            latents = latents.float()  # [B, 1 + N_total, ...]
-            counts = [1] + [negs[k].shape[1] for k in negs]
-            split = latents.split(counts, dim=1)
-            out += [split[0][:, 0], dict(zip(negs, split[1:]))]
-        return out[0], out[2], out[1], out[3]
+        latents = []
+        for key, encoder in (("video", self.vae), ("audio", self.audio_vae)):
+            negatives = batch[f"neg_{key}s"]
+            z, neg = encode_with_negatives(encoder.encode, batch[key], negatives,
+                                           lambda rows, n=negatives: row_generators(generators, n), device, dtype)
+            latents += [z.float(), {k: v.float() for k, v in neg.items()}]
+        return latents[0], latents[2], latents[1], latents[3]
 
     def loss(self, model: nn.Module, batch: Batch, generators: Sequence[torch.Generator]
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

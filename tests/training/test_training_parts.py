@@ -136,3 +136,27 @@ def test_feature_sampler_splits_and_resumes():
     assert list(sampler) != full[1] and len(list(sampler)) == 3  # a new order each epoch, from the start
     with pytest.raises(ValueError, match="cannot feed 2 process"):
         StatefulDistributedSampler(1, num_replicas=2, rank=0)
+
+
+def test_negatives_are_encoded_with_the_clips_and_split_back():
+    from javisdit.training.negatives import encode_with_negatives, row_generators
+
+    positives = torch.arange(2.0)[:, None]  # 2 clips, one value each
+    negatives = {"spatial": torch.tensor([[10.0], [20.0]])[..., None], "temporal": torch.tensor([[30.0, 31.0],
+                                                                                                [40.0, 41.0]])[..., None]}
+    calls = []
+
+    def encode(x, generators):
+        calls.append((x.shape[0], len(generators)))
+        return x * 2
+
+    z, neg = encode_with_negatives(encode, positives, negatives, lambda rows: row_generators(
+        [torch.Generator().manual_seed(s) for s in (1, 2)], negatives), torch.device("cpu"), torch.float32)
+    assert calls == [(8, 8)]  # one call: 2 clips + 2 spatial + 4 temporal negatives
+    assert z.flatten().tolist() == [0.0, 2.0]
+    assert neg["spatial"].flatten().tolist() == [20.0, 40.0] and neg["temporal"].flatten().tolist() == [60, 62, 80, 82]
+    # a sample's row generators depend on its own generator only
+    alone = row_generators([torch.Generator().manual_seed(2)], {k: v[1:] for k, v in negatives.items()})
+    paired = row_generators([torch.Generator().manual_seed(s) for s in (1, 2)], negatives)
+    first = [torch.rand(1, generator=g).item() for g in paired]
+    assert [torch.rand(1, generator=g).item() for g in alone] == [first[i] for i in (1, 3, 6, 7)]
