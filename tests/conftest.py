@@ -7,6 +7,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub: tests never download
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import logging  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -27,6 +28,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Scripts run in-process call ``setup_logging()``, which gives the ``javisdit`` logger its own
+    handlers, a level and ``propagate=False`` (so pytest's ``caplog`` would see nothing afterwards).
+    Every test gets the logger state it found: handlers added during the test are removed and closed."""
+    logger = logging.getLogger("javisdit")
+    handlers, level, propagate, disabled = list(logger.handlers), logger.level, logger.propagate, logger.disabled
+    yield
+    for handler in [h for h in logger.handlers if h not in handlers]:
+        logger.removeHandler(handler)
+        handler.close()
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate, logger.disabled = propagate, disabled
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ _base_ = ["../javisdit-v0-1/misc/extract_st_prior_va.py"]
 dtype = "fp32"
 bucket_config = {"_delete_": True, "144p": {17: (1.0, 2)}}  # replaces the whole table
 num_workers = 0
-num_bucket_build_workers = 1
 bin_size = 1
 # tiny random VAEs, built locally (no download)
 vae = dict(from_pretrained=None, preset="tiny")

@@ -30,7 +30,6 @@ prior_encoder = dict(
     hidden_size=64,
     num_encoder_layers=1,
     num_decoder_layers=1,
-    enable_flash_attn=False,
     enable_layernorm_kernel=False,
 )
 scheduler = dict(num_sampling_steps=4)

@@ -4,7 +4,6 @@ _base_ = ["../javisdit-v0-1/train/stage1_audio.py"]
 dtype = "fp32"
 bucket_config = {"_delete_": True, "144p": {17: (1.0, 2)}}  # replaces the whole table
 num_workers = 0
-num_bucket_build_workers = 1
 # tiny random encoders, built locally (no download)
 vae = dict(from_pretrained=None, preset="tiny")
 audio_vae = dict(from_pretrained=None, preset="tiny")

@@ -4,7 +4,6 @@ _base_ = ["../javisdit-v0-1/train/stage2_prior.py"]
 dtype = "fp32"
 bucket_config = {"_delete_": True, "144p": {17: (1.0, 2)}}  # replaces the whole table
 num_workers = 0
-num_bucket_build_workers = 1
 # tiny random VAEs, built locally (no download)
 vae = dict(from_pretrained=None, preset="tiny")
 audio_vae = dict(from_pretrained=None, preset="tiny")
@@ -14,7 +13,6 @@ model = dict(
     hidden_size=64,
     num_encoder_layers=1,
     num_decoder_layers=1,
-    enable_flash_attn=False,
     enable_layernorm_kernel=False,
 )
 epochs = 1

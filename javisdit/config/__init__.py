@@ -14,13 +14,13 @@ from typing import Any
 
 from mmengine.config import Config, ConfigDict
 
-from javisdit.config.defaults import DEFAULTS
+from javisdit.config.defaults import DEFAULTS, SECTIONS, known_keys
 from javisdit.config.flags import EXTRACT, FLAGS, INFERENCE, TRAINING, Flag, build_parser, flags_for, str2bool
 from javisdit.config.overrides import apply_cfg_options, parse_value
 from javisdit.errors import ConfigError
 
 __all__ = [
-    "FLAGS", "Flag", "apply_cfg_options", "build_parser", "flags_for", "load_config", "merge_args",
+    "FLAGS", "Flag", "apply_cfg_options", "build_parser", "check_config", "flags_for", "load_config", "merge_args",
     "parse_command_line", "parse_configs", "parse_value", "scope_of", "str2bool",
 ]
 
@@ -74,21 +74,43 @@ def merge_args(cfg: Config, args: argparse.Namespace, mode: str) -> Config:
     parser default. ``--cfg-options`` are applied after the flags, so they win.
     """
     cfg.config = args.config
-    flags = flags_for(scope_of(mode))
+    flags = flags_for(scope_of(mode), mode)
     for flag in flags:
         value = getattr(args, flag.dest)
         if value is not None:
             _write(cfg, flag, list(value) if isinstance(value, tuple) else value)
     defaults = DEFAULTS[mode]
     if args.cfg_options:
-        known = set(defaults) | {flag.dest for flag in flags}
-        apply_cfg_options(cfg, args.cfg_options, known)
+        apply_cfg_options(cfg, args.cfg_options, known_keys(mode))
     for key, value in defaults.items():
         if key not in cfg:
             cfg[key] = ConfigDict(value) if isinstance(value, dict) else value
     if mode == "inference" and cfg.get("save_fps") is None:
         cfg.save_fps = cfg.fps // cfg.frame_interval
+    check_config(cfg, mode)
     return cfg
+
+
+def check_config(cfg: Config, mode: str) -> None:
+    """Refuse what the script of ``mode`` would not read: a top-level key it ignores, or an argument that
+    a module spec's builder does not take (checked by name, before anything is built or loaded).
+
+    Raises:
+        ConfigError: naming the key and the config it came from.
+    """
+    from javisdit.registry import DATASETS, MODELS, SCHEDULERS, check_module_config
+
+    source = cfg.get("config") or "the config"
+    unknown = sorted(set(cfg.keys()) - known_keys(mode))
+    if unknown:
+        raise ConfigError(f"{source}: {', '.join(map(repr, unknown))} "
+                          f"{'is' if len(unknown) == 1 else 'are'} not read by the {mode} script; remove "
+                          f"{'it' if len(unknown) == 1 else 'them'}")
+    registries = {"model": MODELS, "scheduler": SCHEDULERS, "dataset": DATASETS}
+    for key, kind in SECTIONS.items():
+        spec = cfg.get(key)
+        if isinstance(spec, dict):
+            check_module_config(spec, registries[kind], where=key)
 
 
 def parse_command_line(
@@ -106,7 +128,7 @@ def parse_command_line(
         SystemExit: on a malformed command line (argparse prints the error and the usage).
         ConfigError: a bad config file, a flag that has nowhere to go, or a bad ``--cfg-options``.
     """
-    args = build_parser(scope_of(mode), prog=prog).parse_args(argv)
+    args = build_parser(scope_of(mode), prog=prog, mode=mode).parse_args(argv)
     return merge_args(load_config(args.config), args, mode), args
 
 

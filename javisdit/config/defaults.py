@@ -30,8 +30,6 @@ INFERENCE_DEFAULTS: dict[str, Any] = dict(
     fps=24,
     frame_interval=1,
     save_fps=None,  # None: fps // frame_interval
-    audio_fps=16000,
-    multi_resolution=None,
     aes=None,
     flow=None,
     camera_motion=None,
@@ -47,10 +45,8 @@ TRAINING_DEFAULTS: dict[str, Any] = dict(
     grad_clip=0.0,
     grad_checkpoint=False,
     reduce_bucket_size_in_m=20,
-    batch_size=None,
     num_workers=4,
     prefetch_factor=None,
-    num_bucket_build_workers=1,
     lr=1e-4,
     weight_decay=0.0,
     adam_eps=1e-8,
@@ -67,14 +63,17 @@ TRAINING_DEFAULTS: dict[str, Any] = dict(
     load_va_features=False,
     load_text_features=False,
     audio_only=False,
-    model_path=None,
     max_steps=None,  # stop after this many optimizer steps (None: run all epochs)
     nan_policy="stop",  # a non-finite loss: "stop" with an error (checkpoints kept) or "skip" the step
     find_unused_parameters=False,  # DDP plugin: needed only if some trainable weights get no gradient
 )
 
-#: ``scripts/train_prior.py`` (stage 2) differs from ``scripts/train.py`` only here.
-PRIOR_TRAINING_DEFAULTS: dict[str, Any] = {**TRAINING_DEFAULTS, "lr": 1e-5, "batch_size": 1}
+#: ``scripts/train_prior.py`` (stage 2): a lower learning rate; the prior keeps no EMA and has no
+#: text-feature or audio-only variants.
+PRIOR_TRAINING_DEFAULTS: dict[str, Any] = {
+    **{k: v for k, v in TRAINING_DEFAULTS.items() if k not in ("ema_decay", "load_text_features", "audio_only")},
+    "lr": 1e-5,
+}
 
 #: ``scripts/misc/extract_feat.py``: latents of a CSV's clips, ``bin_size`` batches per file.
 EXTRACT_DEFAULTS: dict[str, Any] = dict(
@@ -90,9 +89,30 @@ EXTRACT_DEFAULTS: dict[str, Any] = dict(
     audio_only=False,
 )
 
+#: Module specs (``dict(type=...)``) -> the registry their ``type`` is looked up in; their argument
+#: names are checked while parsing, before anything is built.
+SECTIONS: dict[str, str] = dict(model="model", vae="model", audio_vae="model", text_encoder="model",
+                                prior_encoder="model", scheduler="scheduler", dataset="dataset")
+
+_MODELS = ("model", "vae", "audio_vae", "text_encoder", "prior_encoder", "scheduler")
+_DATA = ("dataset", "bucket_config", "audio_cfg")
+#: Top-level keys each script reads besides its defaults: its module specs and a few optional keys.
+EXTRA_KEYS: dict[str, tuple[str, ...]] = {
+    "inference": (*_MODELS, "allow_tf32"),
+    "train": (*_MODELS, *_DATA, "mask_ratios", "text_encoder_output_dim", "text_encoder_model_max_length",
+              "wandb_project"),
+    "train_prior": ("model", "vae", "audio_vae", *_DATA, "wandb_project"),
+    "extract": ("vae", "audio_vae", "text_encoder", *_DATA),
+}
+
 DEFAULTS: dict[str, dict[str, Any]] = {
     "inference": INFERENCE_DEFAULTS,
     "train": TRAINING_DEFAULTS,
     "train_prior": PRIOR_TRAINING_DEFAULTS,
     "extract": EXTRACT_DEFAULTS,
 }
+
+
+def known_keys(mode: str) -> frozenset[str]:
+    """Every top-level key the script of ``mode`` reads; any other key in a config is an error."""
+    return frozenset(DEFAULTS[mode]) | frozenset(EXTRA_KEYS[mode]) | {"config"}

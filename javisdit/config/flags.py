@@ -94,6 +94,7 @@ class Flag:
     choices: tuple[Any, ...] | None = None
     is_bool: bool = False
     also: tuple[str, ...] = ()
+    not_in: tuple[str, ...] = ()  # script modes of its scopes that do not take it (e.g. ``train_prior``)
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -109,35 +110,36 @@ class Flag:
         return self.targets or (self.dest,)
 
 
-def _bool(name: str, scope: str, help: str, targets: tuple[str, ...] = ()) -> Flag:
-    return Flag(name, scope, help, type=str2bool, targets=targets, is_bool=True)
+def _bool(name: str, scope: str, help: str, targets: tuple[str, ...] = (), **kwargs: Any) -> Flag:
+    return Flag(name, scope, help, type=str2bool, targets=targets, is_bool=True, **kwargs)
 
 
 FLAGS: tuple[Flag, ...] = (
     # --- common -------------------------------------------------------------------------------------
     Flag("--seed", COMMON, "random seed", type=int),
-    Flag("--model-path", COMMON, "weights of the diffusion model (hub id, folder or file); wins over "
-         "model.from_pretrained at inference"),
-    Flag("--ckpt-path", COMMON, "weights of the diffusion model, written into model.from_pretrained",
-         targets=("model.from_pretrained",)),
-    Flag("--batch-size", COMMON, "batch size", type=_positive_int),
-    Flag("--outputs", COMMON, "experiment root folder"),
-    _bool("--flash-attn", COMMON, "use flash-attn when installed (model and prior encoder)",
-          targets=("model.enable_flash_attn", "prior_encoder.enable_flash_attn")),
-    _bool("--layernorm-kernel", COMMON, "use apex fused LayerNorm when installed (model and prior encoder)",
-          targets=("model.enable_layernorm_kernel", "prior_encoder.enable_layernorm_kernel")),
-    Flag("--resolution", COMMON, f"resolution name: {', '.join(ASPECT_RATIOS)}",
-         type=_checked(check_resolution)),
-    Flag("--data-path", COMMON, "training CSV or feature folder, written into dataset.data_path",
-         targets=("dataset.data_path",)),
     Flag("--dtype", COMMON, "compute dtype", choices=("fp32", "fp16", "bf16")),
+    Flag("--ckpt-path", INFERENCE, "weights of the model, written into model.from_pretrained",
+         targets=("model.from_pretrained",), also=(TRAINING,)),
+    _bool("--flash-attn", INFERENCE, "use flash-attn for the diffusion model's self-attention when installed",
+          targets=("model.enable_flash_attn",), also=(TRAINING,), not_in=("train_prior",)),
+    _bool("--layernorm-kernel", INFERENCE, "use apex fused LayerNorm in the trained model when installed",
+          targets=("model.enable_layernorm_kernel",), also=(TRAINING,)),
+    # --- training and feature extraction -------------------------------------------------------------
+    Flag("--data-path", TRAINING, "training CSV or feature folder, written into dataset.data_path",
+         targets=("dataset.data_path",), also=(EXTRACT,)),
+    Flag("--outputs", TRAINING, "experiment root folder (runs/NNN-<model> is made in it)"),
     # --- inference ----------------------------------------------------------------------------------
+    Flag("--batch-size", INFERENCE, "prompts per batch", type=_positive_int),
+    Flag("--resolution", INFERENCE, f"resolution name: {', '.join(ASPECT_RATIOS)}",
+         type=_checked(check_resolution)),
     Flag("--save-dir", INFERENCE, "output folder", also=(EXTRACT,)),
     Flag("--sample-name", INFERENCE, "file name prefix of the samples (default: sample)"),
     Flag("--start-index", INFERENCE, "first prompt of --prompt-path to use, also offsetting the numbering "
          "(feature extraction: first bin)", type=_non_negative_int, also=(EXTRACT,)),
     Flag("--end-index", INFERENCE, "stop before this prompt of --prompt-path (feature extraction: before this "
          "bin; default: the last)", type=_non_negative_int, also=(EXTRACT,)),
+    Flag("--model-path", INFERENCE, "weights of the diffusion model (hub id, folder or file); wins over "
+         "model.from_pretrained"),
     Flag("--num-sample", INFERENCE, "samples per prompt", type=_positive_int),
     _bool("--prompt-as-path", INFERENCE, "name each output after its prompt"),
     Flag("--verbose", INFERENCE, "0: quiet, 1: a bar over prompts, 2: a bar per sampling run",
@@ -145,12 +147,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--prompt-path", INFERENCE, ".txt (one prompt a line) or .csv (a 'text' column) of prompts"),
     Flag("--prompt", INFERENCE, "one or more prompts", nargs="+"),
     Flag("--num-frames", INFERENCE, "frames per clip: 2s, 4s, 8s, 16s, 32s or an integer",
-         type=_checked(parse_num_frames), targets=("num_frames", "dataset.num_frames")),
+         type=_checked(parse_num_frames)),
     Flag("--fps", INFERENCE, "frames per second of the generated video", type=_positive_int),
-    Flag("--audio-fps", INFERENCE, "audio sample rate", type=_positive_int),
     Flag("--save-fps", INFERENCE, "frame rate written into the mp4", type=_positive_int),
     Flag("--image-size", INFERENCE, "frame height and width in pixels (bypasses the resolution tables)",
-         type=_positive_int, nargs=2, targets=("image_size", "dataset.image_size")),
+         type=_positive_int, nargs=2),
     Flag("--frame-interval", INFERENCE, "frame stride; the default save fps is fps // frame-interval",
          type=_positive_int),
     Flag("--aspect-ratio", INFERENCE, "H:W such as 9:16, or a table key such as 0.56",
@@ -191,11 +192,12 @@ UNSUPPORTED_FLAGS: dict[str, str] = {
 }
 
 
-def flags_for(scope: str) -> tuple[Flag, ...]:
-    """The flags of a script of ``scope`` (``inference``, ``training`` or ``extract``), common ones included."""
+def flags_for(scope: str, mode: str | None = None) -> tuple[Flag, ...]:
+    """The flags of a script of ``scope`` (``inference``, ``training`` or ``extract``), common ones included;
+    ``mode`` (``train``, ``train_prior``, ...) also leaves out the flags that script does not honour."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(map(repr, SCOPES))}, got {scope!r}")
-    return tuple(flag for flag in FLAGS if scope in flag.scopes)
+    return tuple(flag for flag in FLAGS if scope in flag.scopes and mode not in flag.not_in)
 
 
 class _Unsupported(argparse.Action):
@@ -203,11 +205,12 @@ class _Unsupported(argparse.Action):
         parser.error(f"{option_string} is not supported: {UNSUPPORTED_FLAGS[option_string]}")
 
 
-def build_parser(scope: str, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser with the config path, the flags of ``scope`` and the generic overrides."""
+def build_parser(scope: str, prog: str | None = None, description: str | None = None,
+                 mode: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with the config path, the flags of ``scope`` (and ``mode``) and the generic overrides."""
     parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("config", help="config file (.py), e.g. configs/javisdit-v0-1/inference/sample.py")
-    for flag in flags_for(scope):
+    for flag in flags_for(scope, mode):
         kwargs: dict[str, Any] = dict(help=flag.help, default=None)
         if flag.is_bool:
             kwargs.update(type=str2bool, nargs="?", const=True, metavar="BOOL")

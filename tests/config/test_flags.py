@@ -2,15 +2,18 @@
 
 import pytest
 
-from javisdit.config import FLAGS, flags_for, parse_configs, str2bool
-from javisdit.config.flags import COMMON, INFERENCE, TRAINING, UNSUPPORTED_FLAGS
+from javisdit.config import FLAGS, flags_for, parse_configs, scope_of, str2bool
+from javisdit.config.defaults import DEFAULTS, known_keys
+from javisdit.config.flags import COMMON, EXTRACT, INFERENCE, TRAINING, UNSUPPORTED_FLAGS
 from javisdit.errors import ConfigError
 
 FULL = """
-model = dict(type="M", from_pretrained="hub/model", enable_flash_attn=True, enable_layernorm_kernel=True)
-prior_encoder = dict(type="P", enable_flash_attn=True, enable_layernorm_kernel=True)
-dataset = dict(type="D", data_path=None)
+model = dict(type="VASTDiT3-tiny", from_pretrained="hub/model", enable_flash_attn=True, enable_layernorm_kernel=True)
+prior_encoder = dict(type="STIBPrior", text_tower="tiny", enable_layernorm_kernel=True)
 scheduler = dict(type="rflow", num_sampling_steps=30, cfg_scale=7.0)
+"""
+DATASET = """
+dataset = dict(type="VariableVideoAudioTextDataset", data_path=None)
 """
 
 # flag -> (command-line words after the flag, value expected in the config)
@@ -36,7 +39,6 @@ SAMPLES = {
     "--prompt": (["a dog barks", "rain falls"], ["a dog barks", "rain falls"]),
     "--num-frames": (["2s"], "2s"),
     "--fps": (["12"], 12),
-    "--audio-fps": (["16000"], 16000),
     "--save-fps": (["12"], 12),
     "--image-size": (["64", "96"], [64, 96]),
     "--frame-interval": (["2"], 2),
@@ -56,11 +58,9 @@ SAMPLES = {
 
 TARGETS = {
     "--ckpt-path": ["model.from_pretrained"],
-    "--flash-attn": ["model.enable_flash_attn", "prior_encoder.enable_flash_attn"],
-    "--layernorm-kernel": ["model.enable_layernorm_kernel", "prior_encoder.enable_layernorm_kernel"],
+    "--flash-attn": ["model.enable_flash_attn"],
+    "--layernorm-kernel": ["model.enable_layernorm_kernel"],
     "--data-path": ["dataset.data_path"],
-    "--num-frames": ["num_frames", "dataset.num_frames"],
-    "--image-size": ["image_size", "dataset.image_size"],
     "--num-sampling-steps": ["scheduler.num_sampling_steps"],
     "--cfg-scale": ["scheduler.cfg_scale"],
 }
@@ -79,9 +79,9 @@ def test_every_flag_has_a_sample():
 
 @pytest.mark.parametrize("flag", FLAGS, ids=lambda f: f.name)
 def test_flag_reaches_its_targets(flag, write_config):
-    path = write_config(FULL)
+    mode = "inference" if INFERENCE in flag.scopes else "train"
+    path = write_config(FULL + (DATASET if mode == "train" else ""))
     words, expected = SAMPLES[flag.name]
-    mode = "train" if flag.scope == TRAINING else "inference"
     cfg = parse_configs(mode, [path, flag.name, *words])
     targets = TARGETS.get(flag.name, [flag.dest])
     assert list(flag.paths) == targets
@@ -92,33 +92,66 @@ def test_flag_reaches_its_targets(flag, write_config):
 
 
 def test_flags_only_override_when_given(write_config):
-    path = write_config(FULL + "seed = 3\nprompt_as_path = True\nwandb = True\n")
+    path = write_config(FULL + "seed = 3\nprompt_as_path = True\n")
     cfg = parse_configs("inference", [path])
     assert cfg.seed == 3 and cfg.prompt_as_path is True  # no parser default replaces a config value
     assert cfg.model.enable_flash_attn is True and cfg.scheduler.cfg_scale == 7.0
-    assert parse_configs("train", [path]).wandb is True
+    assert parse_configs("train", [write_config(FULL + DATASET + "wandb = True\n", name="t.py")]).wandb is True
 
 
-def test_flash_attn_without_prior(write_config):
-    path = write_config('model = dict(type="M", enable_flash_attn=True)\n')
+def test_flash_attn_reaches_the_model_only(write_config):
+    path = write_config(FULL)
     cfg = parse_configs("inference", [path, "--flash-attn", "false"])
-    assert cfg.model.enable_flash_attn is False and "prior_encoder" not in cfg
+    assert cfg.model.enable_flash_attn is False and "enable_flash_attn" not in cfg.prior_encoder
 
 
 def test_flag_without_section_is_an_error(write_config):
     path = write_config("seed = 1\n")
-    with pytest.raises(ConfigError, match="--flash-attn needs a config with a model or prior_encoder section"):
+    with pytest.raises(ConfigError, match="--flash-attn needs a config with a model section"):
         parse_configs("inference", [path, "--flash-attn", "0"])
     with pytest.raises(ConfigError, match="--data-path needs a config with a dataset section"):
-        parse_configs("inference", [path, "--data-path", "x.csv"])
+        parse_configs("train", [path, "--data-path", "x.csv"])
     with pytest.raises(ConfigError, match="--cfg-scale needs a config with a scheduler section"):
         parse_configs("inference", [path, "--cfg-scale", "2"])
 
 
-def test_num_frames_without_dataset_is_top_level_only(write_config):
+MODES = tuple(DEFAULTS)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_flag_writes_a_key_its_script_reads(mode):
+    known = known_keys(mode)
+    for flag in flags_for(scope_of(mode), mode):
+        for path in flag.paths:
+            assert path.split(".")[0] in known, f"{flag.name} of {mode} writes {path}, which that script never reads"
+
+
+@pytest.mark.parametrize(
+    "mode, flag",
+    [("train", "--model-path"), ("train_prior", "--model-path"), ("extract", "--model-path"),
+     ("inference", "--audio-fps"), ("train_prior", "--flash-attn"), ("extract", "--flash-attn"),
+     ("extract", "--batch-size"), ("extract", "--resolution"), ("extract", "--outputs"), ("train", "--batch-size"),
+     ("train", "--resolution"), ("inference", "--outputs"), ("inference", "--data-path")],
+)
+def test_flags_a_script_does_not_honour_are_refused(mode, flag, write_config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_configs(mode, [write_config("seed = 1\n"), flag, "1"])
+    assert exit_info.value.code == 2
+    assert f"unrecognized arguments: {flag} 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["loop", "align", "condition_frame_length", "multi_resolution", "audio_fps",
+                                 "num_bucket_build_workers", "model_path"])
+def test_config_keys_nothing_reads_are_refused(key, write_config):
+    mode = "train" if key in ("num_bucket_build_workers", "model_path") else "inference"
+    with pytest.raises(ConfigError, match=f"'{key}' is not read by the {mode} script; remove it"):
+        parse_configs(mode, [write_config(f"seed = 1\n{key} = 1\n")])
+
+
+def test_num_frames_is_top_level_only(write_config):
     path = write_config("seed = 1\n")
-    cfg = parse_configs("inference", [path, "--num-frames", "8s"])
-    assert cfg.num_frames == "8s" and "dataset" not in cfg
+    cfg = parse_configs("inference", [path, "--num-frames", "8s", "--image-size", "64", "96"])
+    assert cfg.num_frames == "8s" and cfg.image_size == [64, 96] and "dataset" not in cfg
 
 
 @pytest.mark.parametrize("text", ["true", "True", "t", "yes", "Y", "1"])
@@ -169,8 +202,10 @@ def test_training_scope_rejects_inference_flags(write_config, capsys):
 def test_scopes_partition_the_flags():
     inference = {f.name for f in flags_for(INFERENCE)}
     training = {f.name for f in flags_for(TRAINING)}
+    extract = {f.name for f in flags_for(EXTRACT)}
     common = {f.name for f in FLAGS if f.scope == COMMON}
-    assert inference & training == common
+    assert common == {"--seed", "--dtype"} and common <= inference & training & extract
+    assert inference & training == common | {"--ckpt-path", "--flash-attn", "--layernorm-kernel"}
     assert "--num-frames" in inference - training and "--lr" in training - inference
     assert not set(UNSUPPORTED_FLAGS) & (inference | training)
 

@@ -1,5 +1,3 @@
-# Shared by the feature-extraction configs.
-num_bucket_build_workers = 16
-epochs = 1000
-ckpt_every = 50
-log_time = False
+# Shared by the feature-extraction configs (scripts/misc/extract_feat.py reads no training keys).
+dtype = "bf16"
+seed = 42

@@ -3,23 +3,14 @@ resolution = "240p"
 aspect_ratio = "9:16"
 num_frames = "4s"
 fps = 24
-audio_fps = 16000
 frame_interval = 1
 save_fps = 24
 
 save_dir = "./samples/samples/"
 seed = 42
 batch_size = 1
-multi_resolution = "OpenSora"
 dtype = "bf16"
-loop = 1
-condition_frame_length = 5
-align = 5
 verbose = 2
-
-spatial_token_num = 32
-temporal_token_num = 32
-st_prior_channel = 128
 
 aes = 6.5
 flow = None

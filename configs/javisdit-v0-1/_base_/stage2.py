@@ -1,9 +1,7 @@
 # Stage-2 model and optimisation, shared by stage2_prior*.py.
 _base_ = ["./stib_train.py"]
 
-load_text_features = False
 num_workers = 4
-num_bucket_build_workers = 16
 
 epochs = 2
 ckpt_every = 200

@@ -7,7 +7,7 @@ model = dict(
     weight_init_from=["./checkpoints/JavisDiT-v0.1-audio", "./checkpoints/OpenSora-STDiT-v3/model.safetensors"],
 )
 
-# The stage-2 result, where the README moves it; the published one is JavisDiT/JavisDiT-v0.1-prior.
+# The stage-2 result, where the README moves it; the published one is JavisVerse/JavisDiT-v0.1-prior.
 prior_encoder = dict(from_pretrained="./checkpoints/JavisDiT-v0.1-prior")
 
 # Share of training samples per conditioning task (the rest, 0.70, is plain joint generation). The

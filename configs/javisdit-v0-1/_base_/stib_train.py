@@ -6,7 +6,6 @@ model = dict(
     apply_sampling=True,
     encode_va=True,
     qk_norm=True,
-    enable_flash_attn=True,
     enable_layernorm_kernel=True,
     spatial_token_num=32,
     temporal_token_num=32,

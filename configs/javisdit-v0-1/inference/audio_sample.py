@@ -4,7 +4,7 @@ _base_ = ["../_base_/inference.py", "../_base_/encoders.py", "../_base_/jav_mode
 audio_only = True
 
 model = dict(
-    from_pretrained="JavisDiT/JavisDiT-v0.1-audio",
+    from_pretrained="JavisVerse/JavisDiT-v0.1-audio",
     weight_init_from=[],
     only_infer_audio=True,
     freeze_video_branch=True,

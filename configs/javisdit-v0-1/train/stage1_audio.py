@@ -17,7 +17,6 @@ bucket_config = {
     "144p": {51: (1.0, 256), 102: ((1.0, 0.7), 128), 204: ((1.0, 0.3), 64), 408: ((1.0, 0.5), 32)},
 }
 num_workers = 16
-num_bucket_build_workers = 8
 
 model = dict(
     weight_init_from=["./checkpoints/OpenSora-STDiT-v3/model.safetensors"],

@@ -5,4 +5,3 @@ _base_ = ["../_base_/run.py", "../_base_/jav_data.py", "../_base_/encoders.py", 
 
 load_text_features = False
 num_workers = 8
-num_bucket_build_workers = 16

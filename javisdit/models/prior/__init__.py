@@ -8,7 +8,7 @@ from typing import Any
 
 from javisdit.models.loading import load_state_dict_checked, read_state_dict, resolve_weights
 from javisdit.models.prior.imagebind_text import ImageBindTextTower, load_imagebind_text
-from javisdit.models.prior.stib import STIBPrior, STIBPriorConfig, make_prior_config
+from javisdit.models.prior.stib import STIBPrior, STIBPriorConfig, make_prior_config, prior_kwargs
 from javisdit.registry import MODELS
 
 __all__ = ["ImageBindTextTower", "STIBPrior", "STIBPriorConfig", "build_stib_prior", "load_prior_weights"]
@@ -37,4 +37,5 @@ def build_stib_prior(from_pretrained: str | None = None, imagebind_ckpt_path: st
     return model
 
 
+build_stib_prior.accepted_kwargs = prior_kwargs() | {"from_pretrained", "imagebind_ckpt_path"}
 MODELS.register_module(name="STIBPrior", module=build_stib_prior)

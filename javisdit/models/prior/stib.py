@@ -49,8 +49,7 @@ class STIBPriorConfig:
     va_num_heads: int = 4
     va_mlp_ratio: float = 4.0
     qk_norm: bool = True
-    enable_flash_attn: bool = False
-    enable_layernorm_kernel: bool = False
+    enable_layernorm_kernel: bool = False  # the stage-2 video-audio encoders' LayerNorms
 
     @property
     def text_emb_dim(self) -> int:
@@ -62,6 +61,11 @@ class STIBPriorConfig:
 
 
 _FIXED = dict(va_drop_path=0.0, pred_onset=False)
+
+
+def prior_kwargs() -> frozenset[str]:
+    """Every kwarg ``make_prior_config`` takes (the config's fields and the original's fixed extras)."""
+    return frozenset(f.name for f in dataclasses.fields(STIBPriorConfig)) | frozenset(_FIXED) | {"text_emb_dim"}
 
 
 def make_prior_config(**kwargs: Any) -> STIBPriorConfig:

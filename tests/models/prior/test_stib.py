@@ -14,7 +14,7 @@ from javisdit.models.prior.tokenizer import ImageBindTokenizer
 from javisdit.registry import MODELS, build_module
 
 V01 = dict(spatial_token_num=32, temporal_token_num=32, out_dim=128, hidden_size=512, apply_sampling=True,
-           qk_norm=True, enable_flash_attn=True, enable_layernorm_kernel=True)
+           qk_norm=True, enable_layernorm_kernel=True)
 
 
 def _shapes(model, with_text=True):
