@@ -6,10 +6,11 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from javisdit.utils.logging import setup_logging
 
-from .conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_setup_logging_does_not_leak_into_later_tests():
