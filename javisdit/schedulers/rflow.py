@@ -147,7 +147,7 @@ class RFlow:
         clip_size: tuple[int, int, int],
         cfg_scale: float | None = None,
         masks: Mapping[str, torch.Tensor] | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         progress: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Euler integration from noise ``z`` (B samples) to latents, with classifier-free guidance.
@@ -159,7 +159,7 @@ class RFlow:
             masks: ``{modality: [B, T]}`` in [0, 1]: 1 generates a frame, 0 keeps the frame of ``z`` (a
                 reference latent), in between starts editing it part-way. All-ones masks are the same as
                 none and cost nothing.
-            generator: random source for re-noising reference frames.
+            generator: random source for re-noising reference frames: a generator, or one per sample.
 
         Returns:
             The final latents, fp32.
@@ -180,7 +180,7 @@ class RFlow:
                     active = m * self.num_timesteps >= t  # [B, T]: frames being generated from now on
                     fresh = active & ~started[k]
                     if fresh.any():  # start them at noise level t from the reference
-                        noise = torch.randn(z[k].shape, generator=generator, device=device)
+                        noise = randn(z[k].shape, generator, device=device)
                         renoised = self.add_noise(reference[k], noise, t.expand(z[k].shape[0]))
                         z[k] = torch.where(_frames_mask(fresh, z[k]), renoised, z[k])
                     started[k] |= active

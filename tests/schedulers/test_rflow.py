@@ -101,6 +101,23 @@ def test_kept_frames_stay_the_reference():
     assert model.calls[0]["x_mask"].tolist() == [[False, True, True]] * 2
 
 
+def test_partial_masks_renoise_each_row_from_its_own_generator():
+    # a half-kept frame is re-noised from the sample's generator: row 1 does not depend on row 0
+    s = RFlow(num_sampling_steps=3)
+    reference = torch.randn(2, 4, 3, 2, 2, generator=torch.Generator().manual_seed(3))
+    mask = torch.tensor([[0.5, 1.0, 1.0]] * 2)
+
+    def run(rows, seeds):
+        gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+        return s.sample(ConstantVelocity(), {"video": reference[rows].clone()}, dict(y=None), clip_size=(17, 64, 64),
+                        masks={"video": mask[rows]}, generator=gens)["video"]
+
+    both = run([0, 1], [10, 11])
+    torch.testing.assert_close(both[1:], run([1], [11]))
+    torch.testing.assert_close(both[:1], run([0], [10]))
+    assert not torch.allclose(both[:, :, 0], reference[:, :, 0])  # the half-kept frame was re-noised
+
+
 def test_training_loss_by_hand():
     s = RFlow()
     x0 = {"video": torch.ones(2, 1, 2, 1, 1), "audio": torch.zeros(2, 1, 4, 1)}

@@ -3,6 +3,8 @@
 Captions -> ``{"y": [B, 1, L, 4096], "mask": [B, L]}`` with L = ``model_max_length`` (300): padded to
 the maximum length, truncated beyond it, EOS appended. Frozen. With ``cpu_offload`` the encoder waits
 on the CPU between calls, so T5-XXL (4.7e9 parameters) and the DiT need not share GPU memory.
+``T5TextEncoder`` builds the layers; ``build_t5`` (the registered ``t5``) loads the weights. An fp16 run
+gets a bf16 T5 (``t5_dtype``).
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from javisdit.models.loading import load_state_dict_checked, read_state_dict, resolve_weights
+
+if TYPE_CHECKING:
+    from transformers import T5Config
 
 logger = logging.getLogger(__name__)
 
@@ -29,42 +34,50 @@ T5_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def t5_dtype(dtype: torch.dtype | None) -> torch.dtype | None:
+    """The dtype T5 runs in when the run asks for ``dtype``: bf16 for fp16, else ``dtype`` itself.
+
+    T5 v1.1 overflows in fp16 (its feed-forward activations exceed 65504; transformers keeps ``wo`` in
+    fp32 for that reason); bf16 has fp32's range. Callers cast the features ``y`` to their own dtype.
+    """
+    return torch.bfloat16 if dtype == torch.float16 else dtype
+
+
 class T5TextEncoder(nn.Module):
-    def __init__(self, from_pretrained: str | None = "DeepFloyd/t5-v1_1-xxl", model_max_length: int = 300,
-                 preset: str = "xxl", cpu_offload: bool = False, dtype: torch.dtype | None = None):
+    """The frozen T5 encoder and its tokenizer; builds layers only (``build_t5`` loads weights).
+
+    Args:
+        config: a ``transformers.T5Config`` or the name of a preset of ``T5_PRESETS``.
+        tokenizer: the checkpoint's tokenizer; default ByT5's, which needs no file (it fits the tiny
+            preset's 384-id vocabulary).
+        model_max_length: captions are padded or truncated to this many tokens.
+        cpu_offload: keep the encoder on the CPU between calls.
+    """
+
+    def __init__(self, config: T5Config | str = "xxl", tokenizer: Any = None, model_max_length: int = 300,
+                 cpu_offload: bool = False):
         super().__init__()
         from transformers import T5Config, T5EncoderModel
 
-        self.model_max_length = model_max_length
-        self.cpu_offload = cpu_offload
-        if from_pretrained is None:
-            if preset not in T5_PRESETS:
-                raise ValueError(f"unknown T5 preset {preset!r}; valid: {', '.join(T5_PRESETS)}")
+        if isinstance(config, str):
+            if config not in T5_PRESETS:
+                raise ValueError(f"unknown T5 preset {config!r}; valid: {', '.join(T5_PRESETS)}")
+            config = T5Config(**T5_PRESETS[config])
+        if tokenizer is None:
             from transformers import ByT5Tokenizer
 
-            self.model = T5EncoderModel(T5Config(**T5_PRESETS[preset]))
-            self.tokenizer = ByT5Tokenizer()
-        else:
-            path = resolve_weights(from_pretrained, config_key="text_encoder.from_pretrained")
-            config = T5Config(**{k: v for k, v in json.loads((Path(path) / "config.json").read_text()).items()
-                                 if not k.startswith("_")})
-            with torch.device("meta"):
-                self.model = T5EncoderModel(config)
-            tied = tuple(getattr(self.model, "_tied_weights_keys", None) or ())
-            # Cast while reading: the XXL shards in fp32 would need 19 GB at once.
-            load_state_dict_checked(self.model, read_state_dict(path, dtype), source=str(from_pretrained),
-                                    allow_missing=tied, ignore_unexpected=("decoder.", "lm_head."), assign=True)
-            self.model.tie_weights()
-            from transformers import AutoTokenizer
-
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+            tokenizer = ByT5Tokenizer()
+        self.model_max_length = model_max_length
+        self.cpu_offload = cpu_offload
+        self.model = T5EncoderModel(config)
+        self.tokenizer = tokenizer
         self.model.requires_grad_(False).eval()
 
     @property
     def output_dim(self) -> int:
         return self.model.config.d_model
 
-    def train(self, mode: bool = True) -> "T5TextEncoder":
+    def train(self, mode: bool = True) -> T5TextEncoder:
         super().train(mode)
         self.model.eval()  # frozen
         return self
@@ -89,3 +102,30 @@ class T5TextEncoder(nn.Module):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         return {"y": y[:, None], "mask": mask}
+
+
+def build_t5(from_pretrained: str | None = "DeepFloyd/t5-v1_1-xxl", model_max_length: int = 300, preset: str = "xxl",
+             cpu_offload: bool = False, dtype: torch.dtype | None = None) -> T5TextEncoder:
+    """The ``t5`` config entry: a checkpoint (hub id or folder with ``config.json``, weights and
+    tokenizer files) built on the meta device and loaded strictly, or, with ``from_pretrained=None``, a
+    randomly initialised ``preset``. ``dtype``: the run's dtype; T5 takes ``t5_dtype(dtype)``."""
+    if dtype == torch.float16:
+        logger.info("T5 runs in bf16 (T5 v1.1 overflows in fp16); its features are cast to fp16")
+    dtype = t5_dtype(dtype)
+    if from_pretrained is None:
+        encoder = T5TextEncoder(preset, model_max_length=model_max_length, cpu_offload=cpu_offload)
+        return encoder.to(dtype) if dtype is not None else encoder
+    from transformers import AutoTokenizer, T5Config
+
+    path = resolve_weights(from_pretrained, config_key="text_encoder.from_pretrained")
+    config = T5Config(**{k: v for k, v in json.loads((Path(path) / "config.json").read_text()).items()
+                         if not k.startswith("_")})
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    with torch.device("meta"):
+        encoder = T5TextEncoder(config, tokenizer, model_max_length=model_max_length, cpu_offload=cpu_offload)
+    tied = tuple(getattr(encoder.model, "_tied_weights_keys", None) or ())
+    # Cast while reading: the XXL shards in fp32 would need 19 GB at once.
+    load_state_dict_checked(encoder.model, read_state_dict(path, dtype), source=str(from_pretrained),
+                            allow_missing=tied, ignore_unexpected=("decoder.", "lm_head."), assign=True)
+    encoder.model.tie_weights()
+    return encoder

@@ -6,11 +6,11 @@ import torch
 
 from javisdit.models import geometry
 from javisdit.models.loading import load_state_dict_checked, read_state_dict, resolve_weights
-from javisdit.models.vae.audio import AudioLDM2
+from javisdit.models.vae.audio import AudioLDM2, build_audioldm2
 from javisdit.models.vae.video import OpenSoraVideoVAE
 from javisdit.registry import MODELS
 
-__all__ = ["AudioLDM2", "OpenSoraVideoVAE", "build_opensora_vae"]
+__all__ = ["AudioLDM2", "OpenSoraVideoVAE", "build_audioldm2", "build_opensora_vae"]
 
 
 def build_opensora_vae(from_pretrained: str | None = None, micro_frame_size: int = geometry.VIDEO_CHUNK_FRAMES,
@@ -30,4 +30,4 @@ def build_opensora_vae(from_pretrained: str | None = None, micro_frame_size: int
 
 
 MODELS.register_module(name="OpenSoraVAE_V1_2", module=build_opensora_vae)
-MODELS.register_module(name="AudioLDM2", module=AudioLDM2)
+MODELS.register_module(name="AudioLDM2", module=build_audioldm2)

@@ -3,10 +3,12 @@
 log-mel [B, 1, T, 64] <-> latents [B, 8, T/4, 16] (scaled by the checkpoint's scaling factor,
 0.4110932946205139 for ``cvssp/audioldm2``); latents -> mel -> waveform [B, S] at 16 kHz, cropped to
 the exact sample count. Only the ``vae/`` and ``vocoder/`` parts of the hub repository are read.
+``AudioLDM2`` builds layers; ``build_audioldm2`` (the registered ``AudioLDM2``) loads the weights.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,9 @@ AUDIO_VAE_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _build_parts(vae_config: dict, vocoder_config: dict) -> tuple[nn.Module, nn.Module]:
+def build_parts(vae_config: dict, vocoder_config: dict) -> tuple[nn.Module, nn.Module]:
+    """AudioLDM2's mel VAE (diffusers ``AutoencoderKL``) and vocoder (``SpeechT5HifiGan``) from their
+    configs, randomly initialised."""
     from diffusers import AutoencoderKL
     from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
@@ -52,42 +56,23 @@ def _build_parts(vae_config: dict, vocoder_config: dict) -> tuple[nn.Module, nn.
 
 
 class AudioLDM2(nn.Module):
-    """The audio VAE + vocoder, built from a preset or loaded (hub id or folder with ``vae/`` and
-    ``vocoder/`` sub-folders)."""
+    """The frozen audio VAE + vocoder and the mel front-end, from their parts (``from_preset`` builds
+    them from a preset; ``build_audioldm2``, the registered ``AudioLDM2``, loads a checkpoint)."""
 
-    def __init__(self, from_pretrained: str | None = None, preset: str = "audioldm2", sample_posterior: bool = True):
+    def __init__(self, vae: nn.Module, vocoder: nn.Module, sample_posterior: bool = True):
         super().__init__()
-        if from_pretrained is None:
-            if preset not in AUDIO_VAE_PRESETS:
-                raise ValueError(f"unknown audio VAE preset {preset!r}; valid: {', '.join(AUDIO_VAE_PRESETS)}")
-            self.vae, self.vocoder = _build_parts(AUDIO_VAE_PRESETS[preset]["vae"], AUDIO_VAE_PRESETS[preset]["vocoder"])
-        else:
-            self.vae, self.vocoder = self._load(from_pretrained)
-        self.vae.requires_grad_(False).eval()
-        self.vocoder.requires_grad_(False).eval()
+        self.vae = vae.requires_grad_(False).eval()
+        self.vocoder = vocoder.requires_grad_(False).eval()
         self.mel = MelFrontEnd()
         self.sample_posterior = sample_posterior
 
-    @staticmethod
-    def _load(source: str) -> tuple[nn.Module, nn.Module]:
-        import json
-
-        path = resolve_weights(source, config_key="audio_vae.from_pretrained", subfolders=("vae", "vocoder"))
-        configs = []
-        for part in ("vae", "vocoder"):
-            file = Path(path) / part / "config.json"
-            if not file.is_file():
-                raise ValueError(f"audio_vae.from_pretrained: {file} is missing (expected AudioLDM2's vae/ and vocoder/)")
-            configs.append({k: v for k, v in json.loads(file.read_text()).items() if not k.startswith("_")})
-        vocoder_keys = {"model_in_dim", "sampling_rate", "upsample_initial_channel", "upsample_rates",
-                        "upsample_kernel_sizes", "resblock_kernel_sizes", "resblock_dilation_sizes",
-                        "leaky_relu_slope", "normalize_before"}
-        with torch.device("meta"):
-            vae, vocoder = _build_parts(configs[0], {k: v for k, v in configs[1].items() if k in vocoder_keys})
-        load_state_dict_checked(vae, read_state_dict(Path(path) / "vae"), source=f"{source}/vae", assign=True)
-        load_state_dict_checked(vocoder, read_state_dict(Path(path) / "vocoder"), source=f"{source}/vocoder",
-                                assign=True)
-        return vae, vocoder
+    @classmethod
+    def from_preset(cls, preset: str = "audioldm2", sample_posterior: bool = True) -> AudioLDM2:
+        """Randomly initialised parts of a size of ``AUDIO_VAE_PRESETS``."""
+        if preset not in AUDIO_VAE_PRESETS:
+            raise ValueError(f"unknown audio VAE preset {preset!r}; valid: {', '.join(AUDIO_VAE_PRESETS)}")
+        return cls(*build_parts(AUDIO_VAE_PRESETS[preset]["vae"], AUDIO_VAE_PRESETS[preset]["vocoder"]),
+                   sample_posterior=sample_posterior)
 
     @property
     def latent_channels(self) -> int:
@@ -139,3 +124,29 @@ class AudioLDM2(nn.Module):
             raise ValueError(f"asked for {num_samples} samples but {latents.shape[2]} latent frames give "
                              f"{wave.shape[-1]}")
         return wave[..., :num_samples].float()
+
+
+_VOCODER_KEYS = {"model_in_dim", "sampling_rate", "upsample_initial_channel", "upsample_rates", "upsample_kernel_sizes",
+                 "resblock_kernel_sizes", "resblock_dilation_sizes", "leaky_relu_slope", "normalize_before"}
+
+
+def build_audioldm2(from_pretrained: str | None = None, preset: str = "audioldm2",
+                    sample_posterior: bool = True) -> AudioLDM2:
+    """The ``AudioLDM2`` config entry: with ``from_pretrained`` (hub id or folder with ``vae/`` and
+    ``vocoder/`` sub-folders) both parts are built on the meta device from their ``config.json`` and
+    loaded strictly; with None, a randomly initialised ``preset``."""
+    if from_pretrained is None:
+        return AudioLDM2.from_preset(preset, sample_posterior=sample_posterior)
+    path = resolve_weights(from_pretrained, config_key="audio_vae.from_pretrained", subfolders=("vae", "vocoder"))
+    configs = []
+    for part in ("vae", "vocoder"):
+        file = Path(path) / part / "config.json"
+        if not file.is_file():
+            raise ValueError(f"audio_vae.from_pretrained: {file} is missing (expected AudioLDM2's vae/ and vocoder/)")
+        configs.append({k: v for k, v in json.loads(file.read_text()).items() if not k.startswith("_")})
+    with torch.device("meta"):
+        vae, vocoder = build_parts(configs[0], {k: v for k, v in configs[1].items() if k in _VOCODER_KEYS})
+    load_state_dict_checked(vae, read_state_dict(Path(path) / "vae"), source=f"{from_pretrained}/vae", assign=True)
+    load_state_dict_checked(vocoder, read_state_dict(Path(path) / "vocoder"), source=f"{from_pretrained}/vocoder",
+                            assign=True)
+    return AudioLDM2(vae, vocoder, sample_posterior=sample_posterior)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from javisdit.models.loading import MissingWeightsError
-from javisdit.models.vae.audio import AudioLDM2
+from javisdit.models.vae.audio import AudioLDM2, build_audioldm2
 from javisdit.models.vae.mel import MelFrontEnd, to_mono_16k
 from javisdit.registry import MODELS, build_module
 
@@ -67,7 +67,7 @@ def test_loads_vae_and_vocoder_subfolders(tiny, tmp_path):
 
 def test_missing_weights_offline():
     with pytest.raises(MissingWeightsError) as err:
-        AudioLDM2(from_pretrained="cvssp/audioldm2")
+        build_audioldm2(from_pretrained="cvssp/audioldm2")
     assert "huggingface-cli download cvssp/audioldm2 --include 'vae/*' 'vocoder/*' --local-dir ./checkpoints/audioldm2" in str(err.value)
     assert "audio_vae.from_pretrained=./checkpoints/audioldm2" in str(err.value)
 
@@ -90,3 +90,44 @@ def test_bf16_module_keeps_an_fp32_mel(tiny):
     wave = torch.randn(1, 8000)
     torch.testing.assert_close(half.mel(wave), tiny.mel(wave))
     assert half.encode_waveform(wave, duration=0.5).dtype == torch.bfloat16
+
+
+def test_constructor_builds_layers_without_loading(monkeypatch):
+    from javisdit.models import loading
+    from javisdit.models.vae import audio
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the constructor read weights")
+
+    for module in (loading, audio):
+        for name in ("read_state_dict", "resolve_weights", "load_state_dict_checked"):
+            monkeypatch.setattr(module, name, refuse, raising=module is loading)
+    model = AudioLDM2.from_preset("tiny", sample_posterior=False)
+    assert model.sample_posterior is False and model.latent_channels == 8
+    assert not any(p.is_meta or p.requires_grad for p in model.parameters())
+    preset = audio.AUDIO_VAE_PRESETS["tiny"]
+    parts = AudioLDM2(*audio.build_parts(preset["vae"], preset["vocoder"]))
+    assert parts.sample_posterior is True and parts.decode(torch.zeros(1, 8, 4, 16), 2000).shape == (1, 2000)
+    with pytest.raises(ValueError, match="unknown audio VAE preset 'big'; valid: audioldm2, tiny"):
+        AudioLDM2.from_preset("big")
+
+
+def test_builder_loads_strictly(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from javisdit.models.loading import WeightsMismatchError
+
+    folder = _hub_layout(tiny, tmp_path / "audioldm2")
+    loaded = build_module(dict(type="AudioLDM2", from_pretrained=str(folder), sample_posterior=False), MODELS)
+    assert loaded.sample_posterior is False
+    assert not any(p.is_meta for p in loaded.parameters())  # every meta tensor was replaced by a checkpoint one
+    reference = tiny.state_dict()
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, reference[key]), key
+    file = folder / "vocoder" / "model.safetensors"
+    state = load_file(file)
+    state["extra.weight"] = torch.zeros(1)
+    save_file(state, file)
+    expected = r"/vocoder does not fit SpeechT5HifiGan: 1 unexpected: extra\.weight"
+    with pytest.raises(WeightsMismatchError, match=expected):
+        build_audioldm2(from_pretrained=str(folder))
