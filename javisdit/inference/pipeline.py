@@ -1,10 +1,18 @@
 """Text to sounding video (JavisDiT inference): prompts in, mp4 files with their audio out.
 
 Per batch of prompts: score suffix and caption cleaning; T5 features and ST-prior tokens (with their
-null twins for classifier-free guidance); video and audio noise from a generator seeded by the
-batch's first prompt index; rectified-flow sampling; VAE decoding; muxing. Under ``torchrun`` the
-batches are dealt out to the processes, and because seeds follow prompt indices, every process count
-writes the same files.
+null twins for classifier-free guidance); rectified-flow sampling; VAE decoding; muxing. Every random
+number of a sample (video noise, audio noise, the prior's Gaussian sample) comes from that sample's own
+CPU generator, seeded ``seed + prompt index * num_sample + k``, so a prompt's draws do not depend on
+its batch mates, the batch size or the device. Under ``torchrun`` the batches are dealt out to the
+processes, each process writes its share and logs its own summary (no final barrier: a slow process
+cannot time out the others), and because seeds follow prompt indices, every process count writes the
+same files.
+
+Whether the *outputs* also leave the batch out depends on the model: with ``prior_attn_batch_union``
+(the default; the published weights were trained so) each sample's ST-prior cross-attention sees the
+prior tokens of its whole batch, so a sample still changes with its batch mates; without it, it does
+not.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import logging
 import os
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,16 +29,17 @@ import torch
 from mmengine.config import Config
 from tqdm import tqdm
 
-from javisdit.distributed import ProcessInfo, barrier, init_distributed, shutdown
+from javisdit.distributed import ProcessInfo, init_distributed, shutdown
 from javisdit.errors import ConfigError, UserError
 from javisdit.inference.media import to_uint8_frames, write_mp4, write_png, write_wav
 from javisdit.inference.prompts import Prompt, load_prompts, output_stem
 from javisdit.models import geometry
 from javisdit.models.text.cleaning import append_score, text_preprocessing
+from javisdit.models.text.t5 import t5_dtype
 from javisdit.registry import MODELS, SCHEDULERS, build_module
 from javisdit.sizes import get_clip_size
 from javisdit.utils.dtype import torch_dtype
-from javisdit.utils.seed import set_seed
+from javisdit.utils.seed import randn, set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +69,19 @@ def build_models(cfg: Config, device: torch.device, dtype: torch.dtype) -> Model
     """Build (and load) every model of the config on ``device`` in ``dtype``."""
     audio_only = bool(cfg.get("audio_only", False))
     text_encoder = build_module(cfg.text_encoder, MODELS, dtype=dtype)
-    text_encoder = text_encoder.to(dtype) if getattr(text_encoder, "cpu_offload", False) else text_encoder.to(device, dtype)
+    text_dtype = t5_dtype(dtype)  # T5 v1.1 overflows in fp16: bf16 then
+    text_encoder = text_encoder.to(text_dtype) if getattr(text_encoder, "cpu_offload", False) else \
+        text_encoder.to(device, text_dtype)
     prior = None
     if cfg.get("prior_encoder") is not None and not audio_only:
         prior = build_module(cfg.prior_encoder, MODELS).to(device, dtype).eval()
     vae = None if audio_only else build_module(cfg.vae, MODELS).to(device, dtype).eval()
     audio_vae = build_module(cfg.audio_vae, MODELS).to(device, dtype).eval()
     source = cfg.get("model_path") or cfg.model.get("from_pretrained")
+    # Built on the meta device and read tensor by tensor, cast to ``dtype`` on ``device`` as it comes.
     model = build_module(cfg.model, MODELS, from_pretrained=source, in_channels=geometry.VIDEO_LATENT_CHANNELS,
-                         caption_channels=text_encoder.output_dim, model_max_length=text_encoder.model_max_length)
-    model = model.to(device, dtype).eval()
+                         caption_channels=text_encoder.output_dim, model_max_length=text_encoder.model_max_length,
+                         dtype=dtype, device=device).eval()
     if getattr(model, "has_st_prior", False):
         if prior is None:
             raise ConfigError("the model has ST-prior blocks but the config has no prior_encoder")
@@ -89,17 +102,26 @@ def process_prompt(text: str, cfg: Config) -> str:
 
 @torch.no_grad()
 def generate(gen: Models, texts: list[str], clip: tuple[int, int, int], fps: int, dtype: torch.dtype,
-             generator: torch.Generator, progress: bool = False, timings: dict | None = None,
-             text: dict[str, torch.Tensor] | None = None):
+             generator: Sequence[torch.Generator], progress: bool = False, timings: dict | None = None,
+             text: dict[str, torch.Tensor] | None = None, device: torch.device | str | None = None):
     """Sample B clips for processed prompts; returns (video [B, 3, T, H', W'] or None, audio [B, S]).
 
-    ``text``: the prompts' T5 features when already computed (they do not change between the samples
-    of a prompt; the prior is sampled anew each time).
+    Args:
+        generator: one generator per prompt (CPU ones make a sample independent of the device); row i's
+            video noise, audio noise and prior sample, and any draw of the scheduler, come from
+            ``generator[i]``.
+        text: the prompts' T5 features when already computed (they do not change between the samples
+            of a prompt; the prior is sampled anew each time).
+        device: where the models run (default: the DiT's device).
     """
-    timings = timings if timings is not None else defaultdict(float)
-    model, device = gen.model, generator.device
-    T, H, W = clip
     B = len(texts)
+    if isinstance(generator, torch.Generator) or len(generator) != B:
+        raise ValueError(f"generate needs one generator per prompt ({B}), got {generator!r}")
+    generator = list(generator)
+    timings = timings if timings is not None else defaultdict(float)
+    model = gen.model
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    T, H, W = clip
     start = time.perf_counter()
     if text is None:
         text = gen.text_encoder.encode(texts, device=device)
@@ -117,9 +139,9 @@ def generate(gen: Models, texts: list[str], clip: tuple[int, int, int], fps: int
     seconds = T / fps
     z = {}
     if gen.vae is not None:
-        z["video"] = torch.randn(B, geometry.VIDEO_LATENT_CHANNELS, *gen.vae.get_latent_size((T, H, W)),
-                                 generator=generator, device=device)
-    z["audio"] = torch.randn(B, *gen.audio_vae.latent_size(seconds), generator=generator, device=device)
+        z["video"] = randn((B, geometry.VIDEO_LATENT_CHANNELS, *gen.vae.get_latent_size((T, H, W))), generator,
+                           device=device)
+    z["audio"] = randn((B, *gen.audio_vae.latent_size(seconds)), generator, device=device)
     timings["encode"] += time.perf_counter() - start
 
     start = time.perf_counter()
@@ -209,9 +231,9 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
                 start = time.perf_counter()
                 text = gen.text_encoder.encode(texts, device=info.device)
                 report.seconds["encode"] += time.perf_counter() - start
-            generator = torch.Generator(info.device).manual_seed(_seed(cfg, batch[0], k))
-            video, audio = generate(gen, texts, clip, int(cfg.fps), dtype, generator, progress=verbose >= 2,
-                                    timings=report.seconds, text=text)
+            generators = [torch.Generator().manual_seed(_seed(cfg, p, k)) for p in batch]
+            video, audio = generate(gen, texts, clip, int(cfg.fps), dtype, generators, progress=verbose >= 2,
+                                    timings=report.seconds, text=text, device=info.device)
             start = time.perf_counter()
             for i, path in enumerate(paths):
                 if path.exists():
@@ -227,7 +249,8 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
                 if verbose >= 2:
                     logger.info("Saved to %s", path)
             report.seconds["write"] += time.perf_counter() - start
-    barrier()
+    # No barrier: each process finishes its own share (a barrier after an uneven share is where NCCL's
+    # watchdog aborts a slow rank); run() tears the process group down.
     phases = ", ".join(f"{name} {sec:.1f} s" for name, sec in report.seconds.items())
-    logger.info("Inference finished: %d written, %d already there, in %s (%s)", len(report.written),
-                len(report.skipped), save_dir, phases)
+    logger.info("Inference finished (process %d of %d): %d written, %d already there, in %s (%s)", info.rank,
+                info.world_size, len(report.written), len(report.skipped), save_dir, phases)

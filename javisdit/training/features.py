@@ -32,6 +32,7 @@ from tqdm import tqdm
 from javisdit.cli import format_config
 from javisdit.distributed import ProcessInfo, barrier, init_distributed, shutdown
 from javisdit.errors import ConfigError, UserError
+from javisdit.models.text.t5 import t5_dtype
 from javisdit.registry import DATASETS, MODELS, build_module
 from javisdit.training.negatives import encode_with_negatives
 from javisdit.utils.dtype import torch_dtype
@@ -191,7 +192,8 @@ def build_encoders(cfg: Config, device: torch.device, dtype: torch.dtype) -> Enc
     if cfg.save_text_features:
         text_encoder = build_module(cfg.text_encoder, MODELS, dtype=dtype)
         on_cpu = getattr(text_encoder, "cpu_offload", False)
-        text_encoder = text_encoder.to(dtype) if on_cpu else text_encoder.to(device, dtype)
+        text_dtype = t5_dtype(dtype)  # T5 v1.1 overflows in fp16: bf16 then
+        text_encoder = text_encoder.to(text_dtype) if on_cpu else text_encoder.to(device, text_dtype)
     return Encoders(audio_vae, vae, text_encoder)
 
 

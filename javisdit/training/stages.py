@@ -15,6 +15,7 @@ mates or on the number of processes, and a resumed run repeats an uninterrupted 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,10 +27,11 @@ from torch import nn
 
 from javisdit.errors import ConfigError
 from javisdit.models import geometry
-from javisdit.models.loading import load_state_dict_checked, read_state_dict, resolve_weights, save_pretrained
+from javisdit.models.loading import load_state_dict_checked, read_state_dict, save_pretrained
 from javisdit.models.prior.losses import prior_loss
 from javisdit.models.stdit.config import config_dict
-from javisdit.models.stdit.policy import initialize_from, select_trainable
+from javisdit.models.stdit.policy import build_initialized, select_trainable
+from javisdit.models.text.t5 import t5_dtype
 from javisdit.registry import MODELS, SCHEDULERS, build_module
 from javisdit.training.masks import VAMaskGenerator
 from javisdit.training.negatives import encode_with_negatives, row_generators
@@ -85,7 +87,7 @@ class DiffusionStage:
         else:
             if cfg.get("text_encoder") is None:
                 raise ConfigError("the config has no text_encoder (or set load_text_features=True)")
-            self.text_encoder = _frozen(build_module(cfg.text_encoder, MODELS, dtype=dtype), device, dtype)
+            self.text_encoder = _frozen(build_module(cfg.text_encoder, MODELS, dtype=dtype), device, t5_dtype(dtype))
             caption_channels, max_length = self.text_encoder.output_dim, self.text_encoder.model_max_length
         need_vaes = not self.features
         self.vae = _frozen(build_module(cfg.vae, MODELS), device, dtype) if need_vaes and not self.audio_only else None
@@ -94,13 +96,12 @@ class DiffusionStage:
         if cfg.get("prior_encoder") is not None and not self.audio_only:
             self.prior = _frozen(build_module(cfg.prior_encoder, MODELS), device, dtype)
 
-        model = build_module(cfg.model, MODELS, in_channels=geometry.VIDEO_LATENT_CHANNELS,
-                             caption_channels=caption_channels, model_max_length=max_length)
+        # weight_init_from is streamed into a model whose covered parts are built on the meta device: they
+        # are neither randomly initialised nor held twice. The model stays fp32 on the CPU for the booster.
+        build = functools.partial(build_module, cfg.model, MODELS, in_channels=geometry.VIDEO_LATENT_CHANNELS,
+                                  caption_channels=caption_channels, model_max_length=max_length)
+        model, _ = build_initialized(build, copy_video_to_audio=self.audio_only)
         policy = dict(getattr(model, "training_policy", {}))
-        sources = list(policy.get("weight_init_from") or [])
-        if sources:
-            states = [read_state_dict(resolve_weights(s, config_key="model.weight_init_from")) for s in sources]
-            initialize_from(model, states, copy_video_to_audio=self.audio_only)
         trainable = select_trainable(model, freeze_y_embedder=bool(policy.get("freeze_y_embedder", False)),
                                      freeze_video_branch=bool(policy.get("freeze_video_branch", False)),
                                      freeze_audio_branch=bool(policy.get("freeze_audio_branch", False)))
@@ -146,7 +147,7 @@ class DiffusionStage:
                 y, mask = batch["text_features"].to(device, self.dtype), batch["text_mask"].to(device)
             else:
                 encoded = self.text_encoder.encode(texts, device=device)  # raw CSV captions, as the original
-                y, mask = encoded["y"], encoded["mask"]
+                y, mask = encoded["y"].to(self.dtype), encoded["mask"]
             kwargs: dict[str, Any] = dict(y=y, mask=mask, fps=_to(batch["fps"], device),
                                           height=_to(batch["height"], device), width=_to(batch["width"], device))
             if self.prior is not None:

@@ -13,6 +13,10 @@ resolution = "240p"
 flow = None
 model = dict(type="VASTDiT3-XL/2", qk_norm=True, audio_patch_size=(4, 1), weight_init_from=[])
 scheduler = dict(type="rflow", cfg_scale=7.0, num_sampling_steps=30)
+"""
+TRAIN_BASE = """
+seed = 42
+model = dict(type="VASTDiT3-XL/2", qk_norm=True, audio_patch_size=(4, 1), weight_init_from=[])
 audio_cfg = dict(preprocessing=dict(audio=dict(sampling_rate=16000)))
 bucket_config = {"144p": {51: (1.0, 16)}}
 """
@@ -21,6 +25,11 @@ bucket_config = {"144p": {51: (1.0, 16)}}
 @pytest.fixture
 def path(write_config):
     return write_config(BASE)
+
+
+@pytest.fixture
+def train_path(write_config):
+    return write_config(TRAIN_BASE, name="train.py")
 
 
 def options(path, *items, mode="inference"):
@@ -37,13 +46,16 @@ def test_parse_value(text, value):
     assert parse_value(text) == value
 
 
-def test_nested_and_top_level(path):
+def test_nested_and_top_level(path, train_path):
     cfg = options(path, "model.depth=2", "model.hidden_size=64", "scheduler.cfg_scale=5", "seed=7",
-                  "audio_cfg.preprocessing.audio.sampling_rate=22050", "model.qk_norm=no",
-                  "model.audio_patch_size=[2,1]", "bucket_config.144p.51=(0.5,8)")
+                  "model.qk_norm=no", "model.audio_patch_size=[2,1]")
     assert cfg.model.depth == 2 and cfg.model.hidden_size == 64
     assert cfg.scheduler.cfg_scale == 5.0 and isinstance(cfg.scheduler.cfg_scale, float)
     assert cfg.seed == 7
+    assert cfg.model.qk_norm is False
+    assert cfg.model.audio_patch_size == (2, 1)  # keeps the config's tuple type
+    cfg = options(train_path, "audio_cfg.preprocessing.audio.sampling_rate=22050", "model.qk_norm=no",
+                  "model.audio_patch_size=[2,1]", "bucket_config.144p.51=(0.5,8)", mode="train")
     assert cfg.audio_cfg.preprocessing.audio.sampling_rate == 22050
     assert cfg.model.qk_norm is False
     assert cfg.model.audio_patch_size == (2, 1)  # keeps the config's tuple type
@@ -56,9 +68,19 @@ def test_text_slots_keep_text(path):
     assert cfg.flow == 5  # a None slot takes the parsed value
 
 
-def test_script_default_keys_are_known(path):
+def test_script_default_keys_are_known(path, train_path):
     assert options(path, "verbose=0").verbose == 0
-    assert options(path, "lr=2e-5", mode="train").lr == 2e-5
+    assert options(train_path, "lr=2e-5", mode="train").lr == 2e-5
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [("model.dept=2", "model: VASTDiT3-XL/2 has no argument 'dept'; valid: "),
+     ("scheduler.cfg_scael=2", "scheduler: rflow has no argument 'cfg_scael'; valid: ")],
+)
+def test_misspelt_model_arguments_are_refused_while_parsing(path, item, message):
+    with pytest.raises(ConfigError, match=message):
+        options(path, item)
 
 
 def test_options_win_over_flags(path):
@@ -70,9 +92,7 @@ def test_options_win_over_flags(path):
     "item, message",
     [
         ("modle.depth=2", "--cfg-options modle.depth: the config has no section 'modle'"),
-        ("audio_cfg.preprocessing.audoi.x=1", "the config has no section 'audio_cfg.preprocessing.audoi'"),
         ("seed.x=1", "the config has no section 'seed'"),
-        ("audio_cfg.preprocessing.audio.rate=1", "unknown key 'rate' in section 'audio_cfg.preprocessing.audio'"),
         ("sed=1", "--cfg-options sed: unknown key 'sed' in the config"),
         ("lr=1e-4", "unknown key 'lr' in the config"),  # a training key in an inference run
         ("seed=abc", "--cfg-options seed=abc: expected an integer"),
@@ -88,3 +108,13 @@ def test_options_win_over_flags(path):
 def test_errors(path, item, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         options(path, item)
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [("audio_cfg.preprocessing.audoi.x=1", "the config has no section 'audio_cfg.preprocessing.audoi'"),
+     ("audio_cfg.preprocessing.audio.rate=1", "unknown key 'rate' in section 'audio_cfg.preprocessing.audio'")],
+)
+def test_errors_in_nested_plain_dicts(train_path, item, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        options(train_path, item, mode="train")

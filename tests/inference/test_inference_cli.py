@@ -90,7 +90,8 @@ def test_same_seed_same_sample(tmp_path):
         (["--prompt", ""], "error: prompt 0 is empty"),
         (["--prompt", "x", "--save-dir", "{file}/sub"], "is not writable"),
         (["--prompt", "x", "--cfg-options", "model.from_pretrained=JavisDiT/JavisDiT-v0.1-jav"],
-         "error: model.from_pretrained: the weights 'JavisDiT/JavisDiT-v0.1-jav' are not in the local Hugging Face cache"),
+         "error: model.from_pretrained: the weights 'JavisVerse/JavisDiT-v0.1-jav' are not in the local Hugging Face "
+         "cache"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
@@ -149,3 +150,42 @@ def test_captions_are_encoded_once_per_batch(tmp_path, monkeypatch):
     monkeypatch.setattr(T5TextEncoder, "encode", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     assert _run("--prompt", "a bell rings", "--num-sample", "3", "--save-dir", str(tmp_path)) == 0
     assert len(list(tmp_path.iterdir())) == 3 and len(calls) == 1
+
+
+def test_inference_ends_without_a_barrier(tmp_path, monkeypatch):
+    """A final barrier lets one slow process time out the others (NCCL's watchdog): each process just
+    finishes its own share."""
+    import torch.distributed
+
+    import javisdit.distributed
+    from javisdit.inference import pipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("inference waited on a barrier")
+
+    monkeypatch.setattr(javisdit.distributed, "barrier", refuse)
+    monkeypatch.setattr(pipeline, "barrier", refuse, raising=False)  # in case it is imported by name
+    monkeypatch.setattr(torch.distributed, "barrier", refuse)
+    assert _run("--prompt", "a bell rings", "--save-dir", str(tmp_path)) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["sample_0000.mp4"]
+
+
+def test_fp16_run_encodes_captions_with_a_bf16_t5(tmp_path, monkeypatch):
+    import torch
+
+    from javisdit.models.text.t5 import T5TextEncoder
+
+    seen = []
+    original = T5TextEncoder.encode
+
+    def encode(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        seen.append((self.model.shared.weight.dtype, out["y"].dtype))
+        return out
+
+    monkeypatch.setattr(T5TextEncoder, "encode", encode)
+    assert _run("--prompt", "a bell rings", "--dtype", "fp16", "--save-dir", str(tmp_path)) == 0
+    assert seen == [(torch.bfloat16, torch.bfloat16)]
+    info = _video(tmp_path / "sample_0000.mp4")
+    assert info["frames"].shape == (9, 32, 48, 3) and info["frames"].std() > 1  # not a flat (NaN) picture
+    assert info["audio_codec"] == "aac"

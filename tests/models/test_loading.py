@@ -1,8 +1,13 @@
-"""The weight loader: every on-disk layout, strict key checks, and missing weights offline."""
+"""The weight loader: every on-disk layout, strict key checks, missing weights offline, and loading
+tensor by tensor in the run's dtype (no whole-file read, no full-precision copy of the model)."""
 
+import copy
 import json
+import weakref
 
 import pytest
+import safetensors
+import safetensors.torch
 import torch
 
 from conftest import TINY_VA
@@ -10,6 +15,7 @@ from javisdit.models.loading import (
     MissingWeightsError,
     WeightsMismatchError,
     load_state_dict_checked,
+    open_state_dict,
     read_state_dict,
     resolve_weights,
     save_pretrained,
@@ -57,16 +63,6 @@ def test_config_json_sets_the_architecture_and_kwargs_override_it(tiny, tmp_path
     model = build_module(dict(type="VASTDiT3-XL/2", from_pretrained=str(source), enable_flash_attn=True), MODELS)
     assert model.config.hidden_size == 64 and model.config.enable_flash_attn is True
     assert model.training_policy == {}  # a stored weight_init_from is never executed
-
-
-def test_missing_hub_weights_offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(MissingWeightsError) as err:
-        build_module(dict(type="VASTDiT3-XL/2", from_pretrained="JavisDiT/JavisDiT-v0.1-jav"), MODELS)
-    message = str(err.value)
-    assert "model.from_pretrained: the weights 'JavisDiT/JavisDiT-v0.1-jav' are not in the local Hugging Face cache" in message
-    assert "huggingface-cli download JavisDiT/JavisDiT-v0.1-jav --local-dir ./checkpoints/JavisDiT-v0.1-jav" in message
-    assert "--cfg-options model.from_pretrained=./checkpoints/JavisDiT-v0.1-jav" in message
 
 
 def test_missing_local_path(tmp_path):
@@ -135,3 +131,133 @@ def test_missing_local_copy_of_published_weights_says_where_to_get_them():
         resolve_weights("./checkpoints/JavisDiT-v0.1-prior", config_key="prior_encoder.from_pretrained")
     with pytest.raises(MissingWeightsError, match="no such file or folder: weights/model.pt$"):
         resolve_weights("weights/model.pt")  # a relative file, not a hub id
+
+
+def _write(tiny, folder, layout):
+    """``tiny`` in one of the on-disk layouts; returns the path to load."""
+    if layout == "single":
+        return save_pretrained(tiny, folder, tiny.config_json())
+    if layout == "sharded":
+        return save_pretrained(tiny, folder, tiny.config_json(), max_shard_bytes=200_000)
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(tiny.config_json()))
+    if layout == "bin":
+        torch.save(tiny.state_dict(), folder / "pytorch_model.bin")
+        return folder
+    torch.save({"state_dict": tiny.state_dict()}, folder / "model.pt", _use_new_zipfile_serialization=False)
+    return folder / "model.pt"  # a legacy (unmappable) training container
+
+
+@pytest.mark.parametrize("layout", ["single", "sharded", "bin", "legacy-pt"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_loading_in_the_run_dtype_equals_casting_a_whole_load(tiny, tmp_path, layout, dtype):
+    source = _write(tiny, tmp_path / "ckpt", layout)
+    model = build_module(dict(TINY_VA, from_pretrained=str(source)), MODELS, dtype=dtype, device="cpu")
+    expected = copy.deepcopy(tiny).to(dtype).state_dict()
+    state = model.state_dict()
+    assert list(state) == list(expected)
+    assert all(state[k].dtype == dtype and torch.equal(state[k], v) for k, v in expected.items())
+    assert not model.rope.freqs.requires_grad
+
+
+def test_loading_reads_one_tensor_at_a_time_and_keeps_no_full_precision_copy(tiny, tmp_path, monkeypatch):
+    source = save_pretrained(tiny, tmp_path / "ckpt", tiny.config_json(), max_shard_bytes=200_000)
+    reads, alive = [], []
+    real_safe_open = safetensors.safe_open
+
+    class Recorded:  # safe_open, remembering every tensor it hands out
+        def __init__(self, *args, **kwargs):
+            self._context = real_safe_open(*args, **kwargs)
+
+        def __enter__(self):
+            self._handle = self._context.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self._context.__exit__(*exc)
+
+        def keys(self):
+            return self._handle.keys()
+
+        def get_slice(self, key):
+            return self._handle.get_slice(key)
+
+        def get_tensor(self, key):
+            assert all(ref() is None for ref in alive), "a tensor read before is still held"
+            tensor = self._handle.get_tensor(key)
+            reads.append(key)
+            alive.append(weakref.ref(tensor))
+            return tensor
+
+    def whole_file(*args, **kwargs):
+        raise AssertionError("a whole safetensors file was loaded")
+
+    monkeypatch.setattr(safetensors.torch, "load_file", whole_file)
+    monkeypatch.setattr(safetensors, "safe_open", Recorded)
+    model = build_module(dict(type="VASTDiT3-XL/2", from_pretrained=str(source)), MODELS, dtype=torch.bfloat16)
+    stored = json.loads((source / "model.safetensors.index.json").read_text())["weight_map"]
+    assert sorted(reads) == sorted(stored)  # every stored tensor read once
+    assert all(ref() is None for ref in alive)  # none of the fp32 tensors read is kept
+    tensors = [*model.parameters(), *model.buffers()]
+    assert all(t.dtype == torch.bfloat16 and t.device.type == "cpu" for t in tensors)
+    assert torch.equal(model.t_block[1].weight, tiny.t_block[1].weight.to(torch.bfloat16))
+
+
+def test_derived_keys_are_filled_when_loading_tensor_by_tensor(tiny, tmp_path):
+    state = {k: v for k, v in tiny.state_dict().items() if k not in ("rope.freqs", "audio_y_embedder.y_embedding")}
+    source = save_pretrained(tiny, tmp_path / "ckpt", tiny.config_json(), state_dict=state)
+    model = build_module(dict(TINY_VA, from_pretrained=str(source)), MODELS, dtype=torch.bfloat16)
+    assert torch.equal(model.audio_y_embedder.y_embedding, tiny.y_embedder.y_embedding.to(torch.bfloat16))
+    assert torch.equal(model.rope.freqs, tiny.rope.freqs.to(torch.bfloat16))
+    model.y_embedder.y_embedding.add_(1.0)  # two tensors, not one read twice into the same memory
+    assert not torch.equal(model.audio_y_embedder.y_embedding, model.y_embedder.y_embedding)
+
+
+def test_a_meta_built_model_must_be_filled_entirely(tiny, tmp_path):
+    source = save_pretrained(tiny, tmp_path / "ckpt")
+    with torch.device("meta"):
+        model = build_module(TINY_VA, MODELS)
+    state = {k: v for k, v in open_state_dict(source).items() if not k.startswith("va_cross_blocks.")}
+    with pytest.raises(WeightsMismatchError, match=r"8 tensors of VASTDiT3 are neither in the checkpoint nor "
+                                                   r"initialised by the model: va_cross_blocks.0.gamma_m1"):
+        load_state_dict_checked(model, state, source="partial", allow_missing=["va_cross_blocks."])
+
+
+def test_stored_shapes_are_checked_before_reading(tiny, tmp_path, monkeypatch):
+    stdit = build_module(dict(type="STDiT3-tiny", hidden_size=32), MODELS)
+    source = save_pretrained(stdit, tmp_path / "narrow")
+    state = open_state_dict(source)  # reads the headers only
+    monkeypatch.setattr(safetensors, "safe_open", None)  # no tensor can be read from here on
+    with torch.device("meta"):
+        model = build_module(dict(type="STDiT3-tiny"), MODELS)
+    with pytest.raises(WeightsMismatchError, match=r"mis-shaped: .*t_block.1.bias \[192\] vs \[384\]"):
+        load_state_dict_checked(model, state)
+
+
+def test_dtype_and_device_of_a_fresh_model():
+    model = build_module(TINY_VA, MODELS, dtype="bf16", device="cpu")
+    assert {t.dtype for t in (*model.parameters(), *model.buffers())} == {torch.bfloat16}
+
+
+@pytest.mark.parametrize("layout", ["sharded", "bin"])
+def test_re_opening_files_while_reading_changes_nothing(tiny, tmp_path, layout, monkeypatch):
+    import javisdit.models.loading as loading
+
+    monkeypatch.setattr(loading, "_MAPPED_BYTES", 1)  # re-open after every tensor
+    monkeypatch.setattr(loading, "_TORCH_MAPPED_BYTES", 300_000)  # (unpickling is slower: a few times)
+    source = _write(tiny, tmp_path / "ckpt", layout)
+    model = build_module(dict(TINY_VA, from_pretrained=str(source)), MODELS, dtype=torch.bfloat16)
+    assert all(torch.equal(model.state_dict()[k], v.to(torch.bfloat16)) for k, v in tiny.state_dict().items())
+
+
+def test_inference_builds_the_backbone_in_the_run_dtype(tiny, tmp_path, repo):
+    from mmengine.config import Config
+
+    from javisdit.inference.pipeline import build_models
+
+    cfg = Config.fromfile(str(repo / "configs" / "tiny" / "inference.py"))
+    cfg.model.from_pretrained = str(save_pretrained(tiny, tmp_path / "ckpt", tiny.config_json()))
+    model = build_models(cfg, torch.device("cpu"), torch.bfloat16).model
+    assert not model.training
+    assert all(torch.equal(model.state_dict()[k], v.to(torch.bfloat16)) for k, v in tiny.state_dict().items())
+    assert {t.dtype for t in (*model.parameters(), *model.buffers())} == {torch.bfloat16}

@@ -111,6 +111,13 @@ POLICY_KWARGS = ("freeze_y_embedder", "freeze_video_branch", "freeze_audio_branc
 IGNORED_KWARGS = ("input_size", "audio_input_size")
 
 
+def accepted_kwargs(config_cls: type[STDiT3Config]) -> frozenset[str]:
+    """Every kwarg ``make_config`` takes for ``config_cls``: its fields, the policy keys and the original's
+    ignored or fixed ones."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    return frozenset(fields) | frozenset(POLICY_KWARGS) | frozenset(IGNORED_KWARGS) | frozenset(FIXED_KWARGS)
+
+
 def make_config(config_cls: type[STDiT3Config], preset: str, **kwargs: Any) -> tuple[STDiT3Config, dict[str, Any]]:
     """A validated config from a preset plus overrides, and the policy kwargs that were split off.
 
