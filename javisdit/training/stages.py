@@ -27,7 +27,7 @@ from torch import nn
 
 from javisdit.errors import ConfigError
 from javisdit.models import geometry
-from javisdit.models.loading import load_state_dict_checked, read_state_dict, save_pretrained
+from javisdit.models.loading import load_state_dict_checked, open_state_dict, save_pretrained
 from javisdit.models.prior.losses import prior_loss
 from javisdit.models.stdit.config import config_dict
 from javisdit.models.stdit.policy import build_initialized, select_trainable
@@ -118,7 +118,7 @@ class DiffusionStage:
         save_pretrained(model, folder, config=config_dict(model.config))
 
     def load_weights(self, model: nn.Module, folder: Path) -> None:
-        load_state_dict_checked(model, read_state_dict(folder), source=str(folder))
+        load_state_dict_checked(model, open_state_dict(folder), source=str(folder))
 
     # ----- one batch -----------------------------------------------------------------------------------
 
@@ -197,7 +197,7 @@ class PriorStage:
         save_pretrained(prior, folder, config=config, state_dict=prior.prior_state_dict())
 
     def load_weights(self, model: nn.Module, folder: Path) -> None:
-        load_state_dict_checked(model.prior, read_state_dict(folder), source=str(folder),
+        load_state_dict_checked(model.prior, open_state_dict(folder), source=str(folder),
                                 allow_missing=("text_encoder.",))
 
     @torch.no_grad()
