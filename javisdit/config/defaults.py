@@ -41,7 +41,7 @@ TRAINING_DEFAULTS: dict[str, Any] = dict(
     seed=1024,
     outputs="runs",
     plugin="zero2",  # ColossalAI ZeRO-2 on CUDA; "ddp" (PyTorch DDP + AdamW) anywhere
-    optimizer="adamw",  # the only one of the recipe (HybridAdam in AdamW mode under ZeRO)
+    optimizer="adamw",  # torch AdamW (fused on CUDA); "hybrid_adam": ColossalAI's, zero2 only, needs nvcc
     grad_clip=0.0,
     grad_checkpoint=False,
     reduce_bucket_size_in_m=20,
@@ -64,8 +64,10 @@ TRAINING_DEFAULTS: dict[str, Any] = dict(
     load_text_features=False,
     audio_only=False,
     max_steps=None,  # stop after this many optimizer steps (None: run all epochs)
-    nan_policy="stop",  # a non-finite loss: "stop" with an error (checkpoints kept) or "skip" the step
+    nan_policy="stop",  # a non-finite loss or gradient norm: "stop" with an error (checkpoints kept) or "skip"
     find_unused_parameters=False,  # DDP plugin: needed only if some trainable weights get no gradient
+    dist_timeout=30.0,  # minutes a collective may wait for the other ranks before the job fails
+    ckpt_timeout=60.0,  # minutes the other ranks wait (on gloo, not NCCL) while rank 0 writes a checkpoint
 )
 
 #: ``scripts/train_prior.py`` (stage 2): a lower learning rate; the prior keeps no EMA and has no

@@ -2,11 +2,20 @@
 
     <outputs>/<NNN>-<Model>/             config.txt, log.txt, tensorboard/
         epoch<EEE>-global_step<S>/       model/ (config.json + safetensors), optimizer/, lr_scheduler,
-                                         ema.pt, sampler, running_states.json
+                                         ema.pt, master.safetensors (ZeRO), sampler, running_states.json
+
+``ema.pt`` holds the averaged trained tensors (fp32) by name; ``master.safetensors`` the fp32 master
+weights of the trained tensors, which ZeRO keeps apart from the bf16 weights of ``model/`` (with ``ddp``
+the parameters are the fp32 masters, so ``model/`` holds them and the file is not written).
 
 A checkpoint is written into a hidden temporary folder and renamed when complete, so a crash or
 ``kill -9`` while saving leaves the previous checkpoints untouched; leftovers are removed at the next
-save. ``model/`` is what ``from_pretrained``, ``weight_init_from`` and ``--ckpt-path`` read.
+save. ``model/`` is what ``from_pretrained``, ``weight_init_from`` and ``--ckpt-path`` read;
+``export_ema`` makes such a folder with the averaged weights.
+
+Saving first runs everything collective (the optimizer's shards, gathering the EMA and the masters to
+rank 0), then rank 0 writes the files while the others wait on a gloo group with ``ckpt_timeout``
+(``javisdit.distributed.wait_for_main``), outside the main group's (NCCL) timeout.
 """
 
 from __future__ import annotations
@@ -16,21 +25,24 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-from javisdit.distributed import barrier, get_world_size, is_main_process
+from javisdit.distributed import get_world_size, is_main_process, wait_for_main
 from javisdit.errors import UserError
-from javisdit.models.loading import latest_checkpoint
+from javisdit.models.loading import latest_checkpoint, read_state_dict, save_pretrained
 
 logger = logging.getLogger(__name__)
 
 RUNNING_STATES = "running_states.json"
+EMA_FILE = "ema.pt"
+MASTER_FILE = "master.safetensors"
 _EXPERIMENT = re.compile(r"^(\d{3,})-")
 _CHECKPOINT = re.compile(r"^epoch(\d+)-global_step(\d+)$")
 
@@ -95,9 +107,38 @@ class Checkpoint:
         return path if path.is_file() else None
 
     def load(self, name: str) -> Any:
-        """A torch file of the checkpoint (``lr_scheduler``, ``sampler``, ``ema.pt``), or None."""
+        """A file of the checkpoint, or None: a torch file (``lr_scheduler``, ``sampler``, ``ema.pt``;
+        memory-mapped, so a large one is read as it is used), or a lazy name -> tensor mapping for
+        ``*.safetensors``."""
         path = self.file(name)
-        return torch.load(path, map_location="cpu", weights_only=True) if path else None
+        if path is None:
+            return None
+        if path.suffix == ".safetensors":
+            return TensorFile(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+class TensorFile(Mapping):
+    """The tensors of a safetensors file by name, each read when asked for (peak memory: one tensor)."""
+
+    def __init__(self, path: str | os.PathLike):
+        from safetensors import safe_open
+
+        self.path = Path(path)
+        self._file = safe_open(str(path), framework="pt", device="cpu")
+        self._names = list(self._file.keys())
+        self._known = set(self._names)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._known:
+            raise KeyError(name)
+        return self._file.get_tensor(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -130,15 +171,19 @@ def save_checkpoint(
     write_optimizer: Callable[[Path], None] | None,
     files: Mapping[str, Callable[[], Any]],
     save_total_limit: int | None = None,
+    wait_timeout_minutes: float | None = None,
 ) -> Path:
     """Write one checkpoint; collective (every rank calls it), rank 0 writes the files.
 
     Args:
         write_model: rank 0 writes ``model/`` into the folder given.
         write_optimizer: every rank takes part in writing ``optimizer/`` (ZeRO shards it).
-        files: name -> a function giving the object to ``torch.save`` (called on every rank, since
-            gathering e.g. the EMA is collective; saved by rank 0).
+        files: name -> a function giving the object to save (called on every rank, since gathering e.g.
+            the EMA is collective; saved by rank 0 unless None): ``*.safetensors`` names take a name ->
+            tensor dict, others any object for ``torch.save``.
         save_total_limit: keep at most this many checkpoints in ``exp_dir`` (oldest removed first).
+        wait_timeout_minutes: how long the other ranks wait for rank 0's writing (None: 30 minutes);
+            the wait is on a gloo group, not bound to the main group's timeout.
 
     Returns:
         The final checkpoint folder.
@@ -150,16 +195,24 @@ def save_checkpoint(
         for stale in exp_dir.glob(".epoch*.tmp"):
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir(parents=True)
-    barrier()
-    if main:
-        write_model(tmp / "model")
+    wait_for_main(wait_timeout_minutes)
+    # everything that communicates first, so that no rank waits in a collective of the main group
+    # while rank 0 writes (ZeRO's optimizer saving writes its shards between its own gathers)
     if write_optimizer is not None:
         write_optimizer(tmp / "optimizer")
-    for file_name, make in files.items():
-        obj = make()
-        if main and obj is not None:
-            torch.save(obj, tmp / file_name)
+    objects = {file_name: make() for file_name, make in files.items()}
     if main:
+        write_model(tmp / "model")
+        for file_name, obj in objects.items():
+            if obj is None:
+                continue
+            if file_name.endswith(".safetensors"):
+                from safetensors.torch import save_file
+
+                save_file(obj, str(tmp / file_name), metadata={"format": "pt"})
+            else:
+                torch.save(obj, tmp / file_name)
+        del objects
         (tmp / RUNNING_STATES).write_text(states.to_json())
         _sync_tree(tmp)
         if final.exists():  # the same step saved again (e.g. the end of a resumed run)
@@ -167,8 +220,37 @@ def save_checkpoint(
         os.replace(tmp, final)
         _prune(exp_dir, save_total_limit)
         logger.info("saved checkpoint %s", final)
-    barrier()
+    wait_for_main(wait_timeout_minutes)
     return final
+
+
+def export_ema(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """A model folder (``config.json`` + ``model.safetensors``, what ``--ckpt-path`` and
+    ``from_pretrained`` read) with the checkpoint's averaged weights: ``model/`` with the tensors of
+    ``ema.pt`` laid over it, in the dtype of ``model/``'s tensors.
+
+    Args:
+        checkpoint: a training checkpoint folder, or a run folder (its latest checkpoint).
+        out: the folder to write.
+
+    Raises:
+        UserError: not a checkpoint, no ``ema.pt`` in it, or EMA tensors that ``model/`` does not have.
+    """
+    ckpt = open_checkpoint(checkpoint)
+    ema = ckpt.load(EMA_FILE)
+    if ema is None:
+        raise UserError(f"{ckpt.path}: no {EMA_FILE} (stage 2 keeps no EMA)")
+    state = read_state_dict(ckpt.model)
+    unknown = sorted(set(ema) - set(state))
+    if unknown:
+        raise UserError(f"{ckpt.path / EMA_FILE}: {len(unknown)} tensor(s) not in model/, e.g. {unknown[0]}")
+    for key, value in ema.items():
+        state[key] = value.to(state[key].dtype)
+    config = ckpt.model / "config.json"
+    out = Path(out)
+    save_pretrained(nn.Module(), out, config=json.loads(config.read_text()) if config.is_file() else None,
+                    state_dict=state)
+    return out
 
 
 def _prune(exp_dir: Path, limit: int | None) -> None:

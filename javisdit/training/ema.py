@@ -1,19 +1,27 @@
 """Exponential moving average of the trained weights, kept in fp32 from the optimizer's master weights.
 
-Only trainable parameters are averaged (a frozen tensor's average is itself), which keeps the EMA of
-stage 3 at the size of the sync modules instead of the whole 3.7 B model. Under ZeRO each rank averages
-its own flat shard of every master weight, as the original did; ``state_dict`` gathers the shards.
+Only trainable parameters are averaged (a frozen tensor's average is itself, and ``model/`` holds it),
+which keeps the EMA of stage 3 at the size of the sync modules instead of the whole 3.7 B model. Under
+ZeRO each rank averages its own flat shard of every master weight, as the original did.
+
+``ema.pt`` holds exactly the averaged tensors, fp32, by parameter name: ``state_dict`` gathers them on
+rank 0 one tensor at a time, and the other ranks hold nothing. To sample with the averaged weights, lay
+them over the checkpoint's ``model/`` (``javisdit.training.checkpoint.export_ema``). An ``ema.pt`` of the
+whole model (as earlier versions wrote) still loads: the frozen tensors in it are ignored.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from javisdit.distributed import get_rank
-from javisdit.distributed.booster import Accelerator, all_gather_flat
+from javisdit.distributed import get_rank, get_world_size, is_main_process
+from javisdit.distributed.booster import Accelerator, gather_to_main, shard_flat
+
+logger = logging.getLogger(__name__)
 
 
 class EMA:
@@ -39,31 +47,29 @@ class EMA:
             self.shadow[name].lerp_(master.detach().float(), 1.0 - self.decay)
 
     @torch.no_grad()
-    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """The full fp32 state dict of the averaged model (frozen tensors as they are), on CPU.
-        Collective under ZeRO: every rank must call it."""
+    def state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The averaged (trained) tensors, fp32, full and on CPU, on rank 0; None on the other ranks.
+        Collective: every rank must call it."""
         out = {}
-        for name, tensor in model.state_dict().items():
-            if name in self.shadow:
-                value = self.shadow[name]
-                if self.sharded:
-                    value = all_gather_flat(value, tensor.numel()).view(tensor.shape)
-                out[name] = value.cpu().clone()
-            else:
-                out[name] = tensor.detach().float().cpu().clone() if tensor.is_floating_point() else tensor.cpu()
-        return out
+        for name, p in self.params.items():
+            value = gather_to_main(self.shadow[name], p.shape, self.sharded)
+            if value is not None:
+                out[name] = value
+        return out if is_main_process() else None
 
     @torch.no_grad()
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Restore from ``state_dict`` output (missing names keep their current average)."""
+        """Restore from ``state_dict`` output (or a whole-model EMA: names that do not train are ignored;
+        trained names it lacks keep their current average, with a warning)."""
+        missing = []
         for name, shadow in self.shadow.items():
             if name not in state:
+                missing.append(name)
                 continue
-            value = state[name].float().to(shadow.device)
+            value = state[name].float()
             if self.sharded:  # this rank's slice of the flat, zero-padded tensor
-                flat = value.flatten()
-                start = get_rank() * shadow.numel()
-                part = flat[start : start + shadow.numel()]
-                shadow.zero_()[: part.numel()].copy_(part)
-            else:
-                shadow.copy_(value.view_as(shadow))
+                value = shard_flat(value, get_rank(), get_world_size(), shadow.numel())
+            shadow.copy_(value.to(shadow.device).view_as(shadow))
+        if missing:
+            logger.warning("the EMA state lacks %d trained tensor(s) (e.g. %s); they start from the weights",
+                           len(missing), missing[0])

@@ -2,9 +2,17 @@
 
 One process per device under ``torchrun``; data parallel through the booster seam
 (``javisdit.distributed.booster``). Per optimizer step: fetch the batch (workers prefetch in the
-background), compute the stage's loss, agree over the ranks that it is finite, backward, clip, update,
-warm-up LR, EMA; every ``log_every`` steps the metrics, every ``ckpt_every`` steps a checkpoint, and
-one at the end. ``--load`` resumes model, optimizer, LR, EMA, sampler and counters exactly.
+background), compute the stage's loss, agree over the ranks that it is finite, backward, compute the
+global gradient norm (the same on every rank) and check that it is finite, clip, update, warm-up LR,
+EMA. A non-finite loss or gradient norm changes nothing (weights, optimizer state, LR schedule, EMA):
+``nan_policy`` ``stop`` ends the run with ``TrainingDiverged`` naming the last checkpoint, ``skip``
+counts the step in ``skipped_steps`` and goes on. (In fp16 under ZeRO a non-finite gradient is an
+overflow of the loss scale: ZeRO lowers the scale and the step is skipped, whatever the policy.)
+Every ``log_every`` steps the metrics, every ``ckpt_every`` steps a checkpoint, and one at the end.
+``--load`` resumes model, fp32 master weights, optimizer, LR, EMA, sampler and counters exactly.
+
+The process group's collectives time out after ``dist_timeout`` minutes; while rank 0 writes a
+checkpoint the others wait up to ``ckpt_timeout`` minutes on a separate gloo group.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import os
 import resource
 import time
@@ -27,11 +36,13 @@ from tqdm import tqdm
 
 from javisdit.datasets.dataloader import build_dataloader
 from javisdit.datasets.sampler import StatefulDistributedSampler
-from javisdit.distributed import ProcessInfo, init_distributed, shutdown
-from javisdit.distributed.booster import OPTIMIZERS, Accelerator, all_reduce_sum, make_accelerator
+from javisdit.distributed import ProcessInfo, init_distributed, shutdown, wait_group
+from javisdit.distributed.booster import Accelerator, all_reduce_sum, check_optimizer, make_accelerator
 from javisdit.errors import ConfigError, UserError
 from javisdit.registry import DATASETS, build_module
 from javisdit.training.checkpoint import (
+    EMA_FILE,
+    MASTER_FILE,
     Checkpoint,
     RunningStates,
     create_experiment_dir,
@@ -49,7 +60,7 @@ NAN_POLICIES = ("stop", "skip")
 
 
 class TrainingDiverged(UserError):
-    """The loss became NaN or infinite (and ``nan_policy`` is ``stop``)."""
+    """The loss or the gradient norm became NaN or infinite (and ``nan_policy`` is ``stop``)."""
 
 
 @dataclass
@@ -76,8 +87,10 @@ def run_prior_training(cfg: Config) -> TrainReport:
 def _check_config(cfg: Config) -> None:
     if cfg.get("dataset") is None or not cfg.dataset.get("data_path"):
         raise ConfigError("no training data: pass --data-path (a CSV, or a feature folder for *_feat configs)")
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    check_optimizer(cfg.optimizer)
+    for key in ("dist_timeout", "ckpt_timeout"):
+        if not float(cfg[key]) > 0:
+            raise ConfigError(f"{key} must be a positive number of minutes, got {cfg[key]}")
     if cfg.nan_policy not in NAN_POLICIES:
         raise ConfigError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}, got {cfg.nan_policy!r}")
     for key in ("epochs", "log_every"):
@@ -185,13 +198,15 @@ class Trainer:
     def __init__(self, cfg: Config, stage: DiffusionStage | PriorStage):
         self.cfg, self.stage = cfg, stage
         _check_config(cfg)
-        self.info = init_distributed()
+        self.info = init_distributed(timeout_minutes=float(cfg.dist_timeout))
         _threads(self.info)
         set_seed(int(cfg.seed))
         self.device = self.info.device
         self.acc: Accelerator = make_accelerator(cfg.plugin, cfg.dtype, self.device, float(cfg.grad_clip or 0.0),
                                                  int(cfg.reduce_bucket_size_in_m),
-                                                 bool(cfg.get("find_unused_parameters", False)))
+                                                 bool(cfg.get("find_unused_parameters", False)),
+                                                 timeout_minutes=float(cfg.dist_timeout))
+        wait_group(float(cfg.ckpt_timeout))  # made now, by all ranks together; saving waits on it
         self.ckpt: Checkpoint | None = open_checkpoint(cfg.load) if cfg.load else None
         self.exp_dir = create_experiment_dir(cfg.outputs, cfg.model.type)
         self._file_log = None
@@ -217,6 +232,7 @@ class Trainer:
         self.model, self.optimizer, self.lr_scheduler = self.acc.boost(model, optimizer, lr_scheduler)
         self.module = self.acc.unwrap(self.model)
         self.module.train()
+        self.trainable = {name: p for name, p in self.module.named_parameters() if p.requires_grad}
         self.ema = None
         if stage.uses_ema and cfg.get("ema_decay") is not None:
             self.ema = EMA(self.module, self.optimizer, self.acc, float(cfg.ema_decay))
@@ -228,7 +244,9 @@ class Trainer:
     def _resume(self, ckpt: Checkpoint) -> None:
         fresh_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.acc.load_optimizer(self.optimizer, ckpt.optimizer)
-        if self.ema is not None and (state := ckpt.load("ema.pt")) is not None:
+        if self.acc.has_separate_masters:
+            self._load_masters(ckpt)
+        if self.ema is not None and (state := ckpt.load(EMA_FILE)) is not None:
             self.ema.load_state_dict(state)
         if self.cfg.start_from_scratch:
             for group, lr in zip(self.optimizer.param_groups, fresh_lrs):  # the new run's schedule, not the old
@@ -249,6 +267,18 @@ class Trainer:
         logger.info("resumed from %s: epoch %d, step %d, global step %d", ckpt.path, self.epoch, self.step_in_epoch,
                     self.global_step)
 
+    def _load_masters(self, ckpt: Checkpoint) -> None:
+        """The fp32 masters of the trained weights (ZeRO built them from the bf16 weights of ``model/``)."""
+        state = ckpt.load(MASTER_FILE)
+        if state is None:
+            logger.warning("%s has no %s: the fp32 master weights start from the %s weights of model/ (rounded)",
+                           ckpt.path, MASTER_FILE, self.acc.dtype)
+            return
+        missing = self.acc.load_master_state(self.optimizer, self.trainable, state, source=str(ckpt.path / MASTER_FILE))
+        if missing:
+            logger.warning("%s lacks %d trained tensor(s) (e.g. %s): their masters start from model/", MASTER_FILE,
+                           len(missing), missing[0])
+
     # ----- checkpoints ---------------------------------------------------------------------------------
 
     def save(self) -> Path:
@@ -257,11 +287,12 @@ class Trainer:
         if self.lr_scheduler is not None:
             files["lr_scheduler"] = self.lr_scheduler.state_dict
         if self.ema is not None:
-            files["ema.pt"] = lambda: self.ema.state_dict(self.module)
+            files[EMA_FILE] = self.ema.state_dict
+        files[MASTER_FILE] = lambda: self.acc.master_state_dict(self.optimizer, self.trainable)  # None with ddp
         self._saved_at = self.global_step
         return save_checkpoint(self.exp_dir, states, lambda folder: self.stage.save_model(self.module, folder),
                                lambda folder: self.acc.save_optimizer(self.optimizer, folder), files,
-                               self.cfg.save_total_limit)
+                               self.cfg.save_total_limit, wait_timeout_minutes=float(self.cfg.ckpt_timeout))
 
     # ----- steps ---------------------------------------------------------------------------------------
 
@@ -349,11 +380,14 @@ class Trainer:
         world = self.info.world_size
         finite = int(reduced[-1].item()) == world
         if not finite:
-            return self._non_finite(report, window)
+            return self._non_finite(report, window, "loss")
         self.acc.backward(loss, self.optimizer)
         fwd_bwd = self._clock()
+        grad_norm = self.acc.grad_norm(self.optimizer, self.model)  # collective: every rank gets the same
+        if not math.isfinite(grad_norm):
+            return self._non_finite(report, window, "gradient norm")
         window["lr"] = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
-        grad_norm = self.acc.step(self.optimizer, self.model)
+        self.acc.step(self.optimizer, self.model, grad_norm)
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
         if self.ema is not None:
@@ -368,17 +402,26 @@ class Trainer:
         window["grad_norm"] = grad_norm
         return values
 
-    def _non_finite(self, report: TrainReport, window: dict[str, float]) -> None:
-        self.acc.zero_grad(self.optimizer)
+    def _non_finite(self, report: TrainReport, window: dict[str, float], what: str) -> None:
+        """A step whose ``what`` (``loss``, or ``gradient norm`` after backward) is not finite on some rank:
+        nothing is updated; skip it or stop, by ``nan_policy``."""
+        overflow = what != "loss" and self.acc.scales_loss
+        if what == "loss":
+            self.acc.zero_grad(self.optimizer)
+        else:
+            self.acc.skip_step(self.optimizer)
         where = f"epoch {self.epoch}, step {self.step_in_epoch}, global step {self.global_step}"
-        if self.cfg.nan_policy == "skip":
+        if overflow or self.cfg.nan_policy == "skip":
             report.skipped_steps += 1
             window["skipped_steps"] = window.get("skipped_steps", 0) + 1
-            logger.warning("non-finite loss at %s: step skipped (nan_policy=skip)", where)
+            if overflow:
+                logger.info("fp16 loss-scale overflow at %s: step skipped, loss scale lowered", where)
+            else:
+                logger.warning("non-finite %s at %s: step skipped (nan_policy=skip)", what, where)
             return
         last = report.last_checkpoint or (self.ckpt.path if self.ckpt else None)
         raise TrainingDiverged(
-            f"the loss is not finite at {where}; nothing was updated. Last checkpoint: "
+            f"the {what} is not finite at {where}; nothing was updated. Last checkpoint: "
             f"{last or 'none yet'}. Lower the learning rate (--lr), check the data, or set nan_policy='skip' "
             f"(--cfg-options nan_policy=skip) to skip such steps"
         )

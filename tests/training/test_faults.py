@@ -55,7 +55,8 @@ def _only_run(outputs: Path) -> Path:
     (["--load", "{tmp}/nowhere"], "no such folder"),
     (["--start-from-scratch"], "--start-from-scratch needs --load"),
     (["--cfg-options", "nan_policy=ignore"], "nan_policy must be one of stop, skip"),
-    (["--cfg-options", "optimizer=sgd"], "unknown optimizer 'sgd'; valid: adamw"),
+    (["--cfg-options", "dist_timeout=0"], "dist_timeout must be a positive number of minutes, got 0"),
+    (["--cfg-options", "optimizer=sgd"], "unknown optimizer 'sgd'; valid: adamw, hybrid_adam"),
     pytest.param(["--wandb", "True"], "--wandb True needs the wandb package: pip install wandb",
                  marks=pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed")),
 ])

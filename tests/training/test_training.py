@@ -15,6 +15,7 @@ import torch
 from conftest import REPO
 
 from javisdit.models.loading import read_state_dict
+from javisdit.models.stdit.policy import SYNC_MODULES
 
 pytestmark = pytest.mark.dist
 
@@ -153,8 +154,15 @@ def test_two_processes_match_one(data, stage1, stage2, stage3, tmp_path):
     _ok(_train("train.py", _config(tmp_path, "stage3_jav.py", 1),
                *_stage3_args(data, stage1, stage2, tmp_path / "runs"),
                procs=2))
-    two = _losses(_run_dir(tmp_path / "runs"))
-    assert two == pytest.approx(_losses(stage3), rel=1e-5)
+    run = _run_dir(tmp_path / "runs")
+    assert _losses(run) == pytest.approx(_losses(stage3), rel=1e-5)
+    # rank 0 alone writes ema.pt: the file one process writes. Not bit for bit: the losses agree to 1e-7,
+    # but Adam turns the last-bit differences of the near-zero gradients of the (zero-initialised) sync
+    # modules into ±lr steps, so the weights and their averages part by up to ~1 % (relative norm)
+    final = f"epoch{STEPS - 1:03d}-global_step{STEPS}"
+    one, two = (torch.load(r / final / "ema.pt", weights_only=True) for r in (stage3, run))
+    assert one.keys() == two.keys() and all(v.dtype == torch.float32 for v in two.values())
+    assert all(one[k].shape == two[k].shape and (one[k] - two[k]).norm() <= 0.05 * one[k].norm() for k in one)
 
 
 def test_resume_repeats_the_uninterrupted_run(data, stage1, stage2, stage3, tmp_path):
@@ -186,10 +194,12 @@ def test_checkpoint_layout(stage3):
     assert torch.load(ckpt / "lr_scheduler", weights_only=True)["last_epoch"] == 12
     config = json.loads((stage3 / "config.txt").read_text())
     assert config["model"]["type"] == "VASTDiT3-XL/2" and config["lr"] == 1e-3
-    # EMA: fp32, whole model; frozen tensors equal the model's, trained ones differ from them
+    # EMA: fp32, the trained tensors (the sync modules) only; frozen ones are in model/; with ddp the
+    # parameters are the fp32 masters, so no master.safetensors
     ema, model = torch.load(ckpt / "ema.pt", weights_only=True), read_state_dict(ckpt / "model")
-    assert ema.keys() == model.keys() and all(v.dtype == torch.float32 for v in ema.values())
-    assert torch.equal(ema["audio_spatial_blocks.0.attn.qkv.weight"], model["audio_spatial_blocks.0.attn.qkv.weight"])
+    assert ema and set(ema) < set(model) and all(v.dtype == torch.float32 for v in ema.values())
+    assert {k.split(".")[0] for k in ema} == set(SYNC_MODULES)
+    assert {k for k in model if k.startswith(SYNC_MODULES)} - {"st_prior_embedder.y_embedding"} == set(ema)  # a buffer
     trained = "va_cross_blocks.0.cross_attn.m1_proj.weight"
     assert not torch.equal(ema[trained], model[trained])
 
@@ -204,7 +214,7 @@ def test_stage3_starts_from_stage1_and_stage2_runs(stage1, stage2, stage3):
     from javisdit.models.prior import build_stib_prior
 
     prior = build_stib_prior(from_pretrained=str(stage2), text_tower="tiny", hidden_size=64, num_encoder_layers=1,
-                             num_decoder_layers=1, enable_flash_attn=False, enable_layernorm_kernel=False)
+                             num_decoder_layers=1, enable_layernorm_kernel=False)
     trained = read_state_dict(stage2)
     assert all(torch.equal(prior.state_dict()[k], v) for k, v in trained.items() if k in prior.state_dict())
 
