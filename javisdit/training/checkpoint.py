@@ -141,7 +141,7 @@ class TensorFile(Mapping):
         return len(self._names)
 
 
-def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
+def open_checkpoint(path: str | os.PathLike, what: str = "--load") -> Checkpoint:
     """Check that ``path`` is a training checkpoint (or a run folder: its latest checkpoint).
 
     Raises:
@@ -149,18 +149,18 @@ def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """
     folder = Path(path)
     if not folder.is_dir():
-        raise UserError(f"--load {path}: no such folder")
+        raise UserError(f"{what} {path}: no such folder")
     if not (folder / RUNNING_STATES).is_file() and (latest := latest_checkpoint(folder)) is not None:
         folder = latest
     missing = [name for name in (RUNNING_STATES, "model") if not (folder / name).exists()]
     if missing:
-        raise UserError(f"--load {path}: not a training checkpoint (no {' and no '.join(missing)}); give a "
+        raise UserError(f"{what} {path}: not a training checkpoint (no {' and no '.join(missing)}); give a "
                         "runs/NNN-<Model>/epochEEE-global_stepS folder or its run folder")
     try:
         raw = json.loads((folder / RUNNING_STATES).read_text())
         states = RunningStates(int(raw["epoch"]), int(raw["step"]), int(raw["global_step"]), raw.get("batch_size"))
     except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"--load {path}: unreadable {RUNNING_STATES} ({type(err).__name__}: {err})") from None
+        raise UserError(f"{what} {path}: unreadable {RUNNING_STATES} ({type(err).__name__}: {err})") from None
     return Checkpoint(folder, states)
 
 
@@ -236,7 +236,7 @@ def export_ema(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     Raises:
         UserError: not a checkpoint, no ``ema.pt`` in it, or EMA tensors that ``model/`` does not have.
     """
-    ckpt = open_checkpoint(checkpoint)
+    ckpt = open_checkpoint(checkpoint, what="checkpoint")
     ema = ckpt.load(EMA_FILE)
     if ema is None:
         raise UserError(f"{ckpt.path}: no {EMA_FILE} (stage 2 keeps no EMA)")

@@ -76,6 +76,17 @@ def test_export_ema_makes_a_model_folder_with_the_averaged_weights(trained, tmp_
         (tmp_path / "ema.pt").rename(report.last_checkpoint / "ema.pt")
 
 
+def test_export_script(trained, tmp_path, run_script):
+    trainer, report = trained
+    result = run_script("misc/export_ema.py", str(report.exp_dir), str(tmp_path / "jav-ema"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"wrote {tmp_path / 'jav-ema'}"
+    assert read_state_dict(tmp_path / "jav-ema").keys() == read_state_dict(report.last_checkpoint / "model").keys()
+    result = run_script("misc/export_ema.py", str(tmp_path / "nope"), str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: checkpoint {tmp_path / 'nope'}: no such folder"]
+
+
 @pytest.mark.parametrize("stage, trainable, gigabytes", [("stage1_audio", 1_196_481_088, 4.79),
                                                          ("stage3_jav", 1_315_605_888, 5.26)])
 def test_ema_size_of_the_v01_stages(stage, trainable, gigabytes):
