@@ -7,3 +7,11 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """An invalid config value, CLI flag or ``--cfg-options`` override."""
+
+
+class MissingWeightsError(UserError, FileNotFoundError):
+    """Weights that are neither on disk nor downloadable; the message says how to get them."""
+
+
+class WeightsMismatchError(UserError, ValueError):
+    """A checkpoint whose keys or shapes do not fit the model; the message lists them."""
