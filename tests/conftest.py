@@ -46,6 +46,33 @@ def _restore_logging():
     logger.propagate, logger.disabled = propagate, disabled
 
 
+@pytest.fixture(scope="module")
+def restore_process_state():
+    """For modules that train in-process (``pytestmark = pytest.mark.usefixtures(...)``): training sets
+    torch's thread count and seeds its generator; give them back to the other tests."""
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def refuse_loading(monkeypatch):
+    """``refuse_loading(*modules)``: every way to weights becomes an error, in the loader and in the given
+    modules that imported its functions by name (to show that a constructor reads no weights)."""
+    from javisdit.models import loading
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the constructor read weights")
+
+    def apply(*modules) -> None:
+        for module in (loading, *modules):
+            for name in ("read_state_dict", "resolve_weights", "load_state_dict_checked"):
+                monkeypatch.setattr(module, name, refuse, raising=module is loading)
+
+    return apply
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

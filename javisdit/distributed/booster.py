@@ -45,6 +45,7 @@ from torch import nn
 
 from javisdit.distributed import get_rank, get_world_size, is_main_process, timeout
 from javisdit.errors import ConfigError, UserError
+from javisdit.models.loading import StoredTensor, close_files
 from javisdit.utils.dtype import torch_dtype
 
 logger = logging.getLogger(__name__)
@@ -283,11 +284,13 @@ class Accelerator:
         return out if is_main_process() else None
 
     @torch.no_grad()
-    def load_master_state(self, optimizer, params: Mapping[str, nn.Parameter], state: Mapping[str, torch.Tensor],
+    def load_master_state(self, optimizer, params: Mapping[str, nn.Parameter],
+                          state: Mapping[str, torch.Tensor | StoredTensor],
                           source: str = "master weights") -> list[str]:
-        """Restore the fp32 masters of ``params`` from full tensors (``master_state_dict``'s output, or a
-        lazy mapping over a file), and the working weights from them (rounded to their dtype, as ZeRO
-        does after each step). Every rank reads the full tensors and keeps its own shard.
+        """Restore the fp32 masters of ``params`` from full tensors (``master_state_dict``'s output, or the
+        loader's lazy index of a file, read one tensor at a time), and the working weights from them
+        (rounded to their dtype, as ZeRO does after each step). Every rank reads the full tensors and
+        keeps its own shard.
 
         Returns:
             The names ``state`` lacks (their masters stay as built from the working weights).
@@ -303,11 +306,14 @@ class Accelerator:
             full = state[name]
             if tuple(full.shape) != tuple(p.shape):
                 raise UserError(f"{source}: {name} has shape {list(full.shape)}, the model {list(p.shape)}")
+            if isinstance(full, StoredTensor):
+                full = full.load(torch.float32)
             master, sharded = self.master_param(optimizer, p)
             value = shard_flat(full, rank, world, master.numel()) if sharded else full.view_as(master)
             master.copy_(value.to(master.device, master.dtype))
             if p is not master:
                 p.data.copy_(full.to(p.device, p.dtype).view_as(p))
+        close_files(state)
         return missing
 
     def save_optimizer(self, optimizer, folder: Path) -> None:

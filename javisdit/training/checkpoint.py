@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from torch import nn
 
 from javisdit.distributed import get_world_size, is_main_process, wait_for_main
 from javisdit.errors import UserError
-from javisdit.models.loading import latest_checkpoint, read_state_dict, save_pretrained
+from javisdit.models.loading import latest_checkpoint, open_state_dict, read_state_dict, save_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -108,37 +108,14 @@ class Checkpoint:
 
     def load(self, name: str) -> Any:
         """A file of the checkpoint, or None: a torch file (``lr_scheduler``, ``sampler``, ``ema.pt``;
-        memory-mapped, so a large one is read as it is used), or a lazy name -> tensor mapping for
-        ``*.safetensors``."""
+        memory-mapped, so a large one is read as it is used), or for ``*.safetensors`` the loader's lazy
+        name -> ``StoredTensor`` index (``javisdit.models.loading.open_state_dict``)."""
         path = self.file(name)
         if path is None:
             return None
         if path.suffix == ".safetensors":
-            return TensorFile(path)
+            return open_state_dict(path)
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-
-
-class TensorFile(Mapping):
-    """The tensors of a safetensors file by name, each read when asked for (peak memory: one tensor)."""
-
-    def __init__(self, path: str | os.PathLike):
-        from safetensors import safe_open
-
-        self.path = Path(path)
-        self._file = safe_open(str(path), framework="pt", device="cpu")
-        self._names = list(self._file.keys())
-        self._known = set(self._names)
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        if name not in self._known:
-            raise KeyError(name)
-        return self._file.get_tensor(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
 
 
 def open_checkpoint(path: str | os.PathLike, what: str = "--load") -> Checkpoint:

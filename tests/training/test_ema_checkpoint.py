@@ -16,14 +16,7 @@ from javisdit.training.checkpoint import export_ema
 from javisdit.training.loop import Trainer
 from javisdit.training.stages import DiffusionStage
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _process_state():
-    """Training sets torch's thread count and seeds its generator: give them back to the other tests."""
-    threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_process_state")  # training runs in-process
 
 
 @pytest.fixture(scope="module")
