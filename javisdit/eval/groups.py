@@ -145,7 +145,7 @@ def av_scores(sample: Sample, nets: Networks, settings: Settings) -> dict[str, f
 def clip_score(sample: Sample, row: Row, nets: Networks, settings: Settings) -> float:
     from javisdit.eval.networks.clip import clip_score as score
 
-    return score(nets.get("clip"), sample.frames, row.text, device=nets.device)
+    return score(nets.get("clip"), sample.frames, row.text, device=nets.device, mode=settings.mode)
 
 
 @torch.no_grad()
@@ -153,7 +153,8 @@ def clap_score(sample: Sample, row: Row, nets: Networks, settings: Settings) -> 
     from javisdit.eval.networks.clap import clap_score as score
 
     model, processor = nets.get("clap")
-    return score(model, processor, sample.mono(settings.clap_sample_rate), row.audio_text, device=nets.device)
+    return score(model, processor, sample.mono(settings.clap_sample_rate), row.audio_text, device=nets.device,
+                 mode=settings.mode)
 
 
 @torch.no_grad()

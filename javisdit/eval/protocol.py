@@ -36,6 +36,7 @@ DIFFERENCES = (
     "audio is resampled with librosa soxr_hq where a metric needs another rate "
     "(upstream: librosa or torchaudio per metric; identical for 16 kHz samples)",
     "CAVP frames are taken from the decoded video at 4 fps (ffmpeg fps-filter rule) instead of a lossy re-encode",
+    "CLIP runs in float32 (upstream: float16 on a GPU through the clip package)",
     "CAVP failures are counted and left out of the mean (upstream scores them 0.0)",
 )
 CORRECTIONS = {
@@ -44,6 +45,9 @@ CORRECTIONS = {
     "fad": "AudioCLIP gets 44.1 kHz audio in its int16 range and FAD is not multiplied by 10^4 "
            "(faithful: 16 kHz floats in [-1, 1], FAD x 10^4)",
     "av_align": "the README's symmetric formula, peaks within ±3 frames (faithful: the code's one-sided ±1 frame)",
+    "clip_score": "CLIP gets RGB frames (faithful: red and blue swapped, upstream converts BGR to RGB twice)",
+    "clap_score": "the CLAP processor repeat-pads clips shorter than 10 s (faithful: zero-padded, as upstream's "
+                  "padding=True makes it)",
     "imagebind": "each audio clip/window is centred on a copy (faithful: in place on the shared waveform)",
 }
 
