@@ -4,6 +4,9 @@ Parameter names equal the text entries of Meta's ``imagebind_huge.pth`` (``modal
 ``modality_trunks.text``, ``modality_heads.text``, ``modality_postprocessors.text``), so that file loads
 strictly for its text subset. Shapes: tokens [B, 77] -> hidden states [B, 77, D] (the trunk output,
 before the head's LayerNorm and projection; this is what the prior uses).
+
+The layers (``Block``, ``Trunk``, ``TextPreprocessor``, ``TextHead``, ``LogitScale``) are shared with the
+evaluator's three-tower ImageBind (``javisdit/eval/networks/imagebind.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ TEXT_PREFIXES = ("modality_preprocessors.text.", "modality_trunks.text.", "modal
 OTHER_MODALITIES = ("vision", "audio", "depth", "thermal", "imu")
 
 
-class _TextPreprocessor(nn.Module):
+class TextPreprocessor(nn.Module):
+    """Token and position embeddings plus the causal mask (``modality_preprocessors.text``)."""
+
     def __init__(self, width: int):
         super().__init__()
         self.token_embedding = nn.Embedding(VOCAB_SIZE, width)
@@ -46,48 +51,84 @@ class _TextPreprocessor(nn.Module):
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.pos_embed, std=0.01)
 
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, 77] -> embeddings [B, 77, width]."""
+        return self.token_embedding(tokens) + self.pos_embed.to(self.token_embedding.weight.dtype)
 
-class _Block(nn.Module):
-    """Pre-LN transformer block with a causal mask."""
 
-    def __init__(self, width: int, num_heads: int):
+class Block(nn.Module):
+    """ImageBind's pre-LN transformer block (LayerNorm eps 1e-6, exact GELU); ``add_bias_kv`` appends one
+    learned key/value to every sequence (the audio tower)."""
+
+    def __init__(self, width: int, num_heads: int, add_bias_kv: bool = False):
         super().__init__()
-        self.attn = nn.MultiheadAttention(width, num_heads, batch_first=True)
+        self.attn = nn.MultiheadAttention(width, num_heads, add_bias_kv=add_bias_kv, batch_first=True)
         self.norm_1 = nn.LayerNorm(width, eps=1e-6)
         self.mlp = Mlp(width, 4 * width, approximate="none")
         self.norm_2 = nn.LayerNorm(width, eps=1e-6)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.norm_1(x)
-        x = x + self.attn(h, h, h, attn_mask=mask.to(x.dtype), need_weights=False)[0]
+        x = x + self.attn(h, h, h, attn_mask=None if mask is None else mask.to(x.dtype), need_weights=False)[0]
         return x + self.mlp(self.norm_2(x))
 
 
-class _Trunk(nn.Module):
-    def __init__(self, width: int, depth: int, num_heads: int):
+class Trunk(nn.Module):
+    """A stack of blocks, optionally after a LayerNorm (the vision tower's ``pre_transformer_layer``)."""
+
+    def __init__(self, width: int, depth: int, num_heads: int, pre_ln: bool = False, add_bias_kv: bool = False):
         super().__init__()
-        self.blocks = nn.ModuleList(_Block(width, num_heads) for _ in range(depth))
+        if pre_ln:
+            self.pre_transformer_layer = nn.Sequential(nn.LayerNorm(width, eps=1e-6))
+        self.blocks = nn.ModuleList(Block(width, num_heads, add_bias_kv) for _ in range(depth))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, L, width] -> [B, L, width]."""
+        if hasattr(self, "pre_transformer_layer"):
+            x = self.pre_transformer_layer(x)
+        for block in self.blocks:
+            x = block(x, mask)
+        return x
 
 
-class _Head(nn.Module):
+class TextHead(nn.Module):
+    """LayerNorm and projection of the end-of-text token (``modality_heads.text``)."""
+
     def __init__(self, width: int, embed_dim: int):
         super().__init__()
         self.proj = nn.Sequential(nn.LayerNorm(width, eps=1e-6), nn.Linear(width, embed_dim, bias=False))
 
+    def forward(self, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """hidden [B, 77, width], tokens [B, 77] -> [B, embed_dim], read at argmax(tokens) (the EOT id)."""
+        eot = hidden[torch.arange(tokens.shape[0], device=tokens.device), tokens.argmax(dim=-1)]
+        return self.proj(eot)
 
-class _Normalize(nn.Module):
+
+class Normalize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(x, dim=-1)
 
 
-class _LogitScale(nn.Module):
-    def __init__(self, init: float = 1 / 0.07, max_scale: float = 100.0):
+class LogitScale(nn.Module):
+    """x * min(exp(log_logit_scale), max_scale); a parameter when ``learnable`` (text), else a persistent
+    buffer (audio's fixed 20)."""
+
+    def __init__(self, init: float = 1 / 0.07, max_scale: float = 100.0, learnable: bool = True):
         super().__init__()
-        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(init)))
+        value = torch.tensor(math.log(init))
+        if learnable:
+            self.log_logit_scale = nn.Parameter(value)
+        else:
+            self.register_buffer("log_logit_scale", value)
         self.max_scale = max_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.log_logit_scale.exp().clamp(max=self.max_scale) * x
+
+
+def text_postprocessor() -> nn.Sequential:
+    """Unit norm, then the learnable logit scale capped at 100 (``modality_postprocessors.text``)."""
+    return nn.Sequential(Normalize(), LogitScale())
 
 
 class ImageBindTextTower(nn.Module):
@@ -97,10 +138,10 @@ class ImageBindTextTower(nn.Module):
     def __init__(self, width: int = 1024, depth: int = 24, num_heads: int = 16, embed_dim: int = 1024):
         super().__init__()
         self.width = width
-        self.modality_preprocessors = nn.ModuleDict({"text": _TextPreprocessor(width)})
-        self.modality_trunks = nn.ModuleDict({"text": _Trunk(width, depth, num_heads)})
-        self.modality_heads = nn.ModuleDict({"text": _Head(width, embed_dim)})
-        self.modality_postprocessors = nn.ModuleDict({"text": nn.Sequential(_Normalize(), _LogitScale())})
+        self.modality_preprocessors = nn.ModuleDict({"text": TextPreprocessor(width)})
+        self.modality_trunks = nn.ModuleDict({"text": Trunk(width, depth, num_heads)})
+        self.modality_heads = nn.ModuleDict({"text": TextHead(width, embed_dim)})
+        self.modality_postprocessors = nn.ModuleDict({"text": text_postprocessor()})
 
     @classmethod
     def from_preset(cls, name: str) -> "ImageBindTextTower":
@@ -111,16 +152,11 @@ class ImageBindTextTower(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, 77] -> hidden states [B, 77, width]."""
         pre = self.modality_preprocessors["text"]
-        x = pre.token_embedding(tokens) + pre.pos_embed.to(pre.token_embedding.weight.dtype)
-        for block in self.modality_trunks["text"].blocks:
-            x = block(x, pre.mask)
-        return x
+        return self.modality_trunks["text"](pre(tokens), pre.mask)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, 77] -> unit-norm, logit-scaled embeddings [B, embed_dim] (ImageBind's output)."""
-        hidden = self(tokens)
-        eot = hidden[torch.arange(tokens.shape[0], device=tokens.device), tokens.argmax(dim=-1)]
-        return self.modality_postprocessors["text"](self.modality_heads["text"].proj(eot))
+        return self.modality_postprocessors["text"](self.modality_heads["text"](self(tokens), tokens))
 
 
 def _modality(key: str) -> str | None:
