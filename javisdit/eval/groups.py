@@ -159,7 +159,8 @@ def clap_score(sample: Sample, row: Row, nets: Networks, settings: Settings) -> 
 
 @torch.no_grad()
 def cavp_score(sample: Sample, nets: Networks, settings: Settings) -> float | Failure:
-    from javisdit.eval.cavp_inputs import cavp_frames, cavp_mel, cavp_score as score, cavp_seconds
+    from javisdit.eval.cavp_inputs import cavp_frames, cavp_mel, cavp_seconds
+    from javisdit.eval.cavp_inputs import cavp_score as score
 
     seconds = cavp_seconds(sample.duration)
     if seconds < 1:

@@ -8,7 +8,6 @@ what ``librosa.load(sr=...)`` does in librosa >= 0.10); the protocol block recor
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -138,7 +137,3 @@ def load_sample(video_path: str | Path, audio_path: str | Path | None = None) ->
 def is_silent(wave: np.ndarray, threshold: float = 1e-4) -> bool:
     """True when the peak amplitude is below ``threshold`` (about -80 dBFS)."""
     return not wave.size or float(np.abs(wave).max()) < threshold
-
-
-def frames_for_seconds(seconds: float, fps: float) -> int:
-    return int(math.floor(seconds * fps + 1e-9))

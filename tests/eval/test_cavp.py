@@ -12,8 +12,15 @@ import torch
 from conftest import read_manifest
 
 from javisdit.errors import MissingWeightsError, WeightsMismatchError
-from javisdit.eval.cavp_inputs import (cavp_frame_indices, cavp_frames, cavp_mel, cavp_mel_basis, cavp_score,
-                                       cavp_seconds, resize_frames)
+from javisdit.eval.cavp_inputs import (
+    cavp_frame_indices,
+    cavp_frames,
+    cavp_mel,
+    cavp_mel_basis,
+    cavp_score,
+    cavp_seconds,
+    resize_frames,
+)
 from javisdit.eval.networks.cavp import VIDEO_CHUNK, build_cavp, load_cavp, write_random_cavp
 
 R = 1e-5  # relative tolerance of the golden values

@@ -18,10 +18,26 @@ from safetensors.torch import load_file, save_file
 
 from javisdit.errors import MissingWeightsError, WeightsMismatchError
 from javisdit.eval.networks.clap import (
-    CLAP_SAMPLE_RATE, PRESETS as CLAP_PRESETS, build_clap, clap_audio, clap_score, load_clap, write_random_clap,
+    CLAP_SAMPLE_RATE,
+    build_clap,
+    clap_audio,
+    clap_score,
+    load_clap,
+    write_random_clap,
+)
+from javisdit.eval.networks.clap import (
+    PRESETS as CLAP_PRESETS,
 )
 from javisdit.eval.networks.clip import (
-    PRESETS as CLIP_PRESETS, build_clip, clip_frame_indices, clip_images, clip_score, clip_tokens, load_clip,
+    PRESETS as CLIP_PRESETS,
+)
+from javisdit.eval.networks.clip import (
+    build_clip,
+    clip_frame_indices,
+    clip_images,
+    clip_score,
+    clip_tokens,
+    load_clip,
     write_random_clip,
 )
 

@@ -8,8 +8,8 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO
+
 from javisdit import cli as inference_cli
 from javisdit.eval import cli
 from javisdit.eval.groups import ALL_KEYS
@@ -242,3 +242,31 @@ def test_two_processes_give_the_json_of_one(bench, checkpoints, tmp_path):
             assert two[key]["all"] == pytest.approx(one[key]["all"], rel=1e-5, abs=1e-7)
     assert one["protocol"]["samples"] == two["protocol"]["samples"]
     assert one["protocol"]["metrics"] == two["protocol"]["metrics"]
+
+
+def test_silent_audio_is_logged_and_wav_beside_the_mp4_is_used(bench, checkpoints, tmp_path, capsys):
+    import numpy as np
+    import soundfile
+
+    folder = tmp_path / "samples"
+    shutil.copytree(bench["samples"], folder)
+    soundfile.write(folder / "sample_0002.wav", np.zeros(16000, dtype=np.float32), 16000)
+    out = tmp_path / "s.json"
+    assert cli.main(["--input-file", str(bench["csv"]), "--infer-data-dir", str(folder), "--output-file", str(out),
+                     "--checkpoint-dir", str(checkpoints), "--network-size", "tiny", "--device", "cpu",
+                     "--metrics", "av-align"]) == 0
+    err = capsys.readouterr().err
+    assert "row 2: the audio of" in err and "sample_0002.wav is silent" in err
+    samples = json.loads(out.read_text())["protocol"]["samples"]
+    assert samples["audio_source"] == {"video track": 2, "wav": 1}
+
+
+def test_reference_cache_from_a_folder_of_clips(synthetic_data, checkpoints, tmp_path):
+    folder = synthetic_data["stage3_jav"].parent / "videos"
+    cache = tmp_path / "folder.pt"
+    assert cli.main_reference(["--data-dir", str(folder), "--output-file", str(cache), "--checkpoint-dir",
+                               str(checkpoints), "--network-size", "tiny", "--device", "cpu",
+                               "--protocol", "paper"]) == 0
+    stored = torch.load(cache, weights_only=True)
+    assert stored["video"].shape == (3, 400) and stored["protocol"]["settings"]["max_frames"] == 16
+    assert cli.main_reference(["--data-dir", str(tmp_path / "none"), "--output-file", str(cache)]) == 2

@@ -36,6 +36,7 @@ from torch import nn
 
 from javisdit.errors import WeightsMismatchError
 from javisdit.eval.checkpoints import DEFAULT_CHECKPOINT_DIR, SOURCES, find_checkpoint
+from javisdit.eval.networks import pick_preset
 from javisdit.eval.networks.esresnext import ESResNeXtFBSP
 from javisdit.models.loading import load_state_dict_checked
 
@@ -78,9 +79,7 @@ PRESETS: dict[str, dict] = {
 
 
 def _preset(size: str) -> dict:
-    if size not in PRESETS:
-        raise ValueError(f"unknown AudioCLIP size {size!r}; valid: {', '.join(PRESETS)}")
-    return PRESETS[size]
+    return pick_preset(PRESETS, size, "AudioCLIP")
 
 
 def build_audioclip(size: str = "full") -> AudioCLIPAudio:

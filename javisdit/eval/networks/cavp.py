@@ -46,6 +46,7 @@ from torch import nn
 
 from javisdit.errors import WeightsMismatchError
 from javisdit.eval.checkpoints import DEFAULT_CHECKPOINT_DIR, SOURCES, find_checkpoint
+from javisdit.eval.networks import pick_preset
 from javisdit.models.loading import load_state_dict_checked
 
 logger = logging.getLogger(__name__)
@@ -231,9 +232,7 @@ PRESETS: dict[str, dict] = {
 
 
 def _preset(size: str) -> dict:
-    if size not in PRESETS:
-        raise ValueError(f"unknown CAVP size {size!r}; valid: {', '.join(PRESETS)}")
-    return PRESETS[size]
+    return pick_preset(PRESETS, size, "CAVP")
 
 
 def build_cavp(size: str = "full") -> CAVP:

@@ -30,6 +30,7 @@ from torch import nn
 
 from javisdit.errors import WeightsMismatchError
 from javisdit.eval.checkpoints import DEFAULT_CHECKPOINT_DIR, SOURCES, find_checkpoint
+from javisdit.eval.networks import pick_preset
 from javisdit.eval.networks.i3d_inputs import fvd_frame_indices, i3d_input, letterbox
 from javisdit.models.loading import load_state_dict_checked
 
@@ -219,9 +220,7 @@ PRESETS: dict[str, dict] = {
 
 
 def _preset(size: str) -> dict:
-    if size not in PRESETS:
-        raise ValueError(f"unknown I3D size {size!r}; valid: {', '.join(PRESETS)}")
-    return PRESETS[size]
+    return pick_preset(PRESETS, size, "I3D")
 
 
 def build_i3d(size: str = "full") -> InceptionI3d:

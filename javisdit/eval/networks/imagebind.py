@@ -27,14 +27,19 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from javisdit.errors import WeightsMismatchError
 from javisdit.eval.checkpoints import DEFAULT_CHECKPOINT_DIR, SOURCES, find_checkpoint
+from javisdit.eval.networks import pick_preset
 from javisdit.models.loading import load_state_dict_checked, open_state_dict
 from javisdit.models.prior.imagebind_text import (
-    LogitScale, Normalize, TextHead, TextPreprocessor, Trunk, text_postprocessor,
+    LogitScale,
+    Normalize,
+    TextHead,
+    TextPreprocessor,
+    Trunk,
+    text_postprocessor,
 )
 
 logger = logging.getLogger(__name__)
@@ -217,9 +222,7 @@ PRESETS: dict[str, dict] = {
 
 
 def _preset(size: str) -> dict:
-    if size not in PRESETS:
-        raise ValueError(f"unknown ImageBind size {size!r}; valid: {', '.join(PRESETS)}")
-    return PRESETS[size]
+    return pick_preset(PRESETS, size, "ImageBind")
 
 
 def build_imagebind(size: str = "full") -> ImageBind:

@@ -144,7 +144,7 @@ class ImageBindTextTower(nn.Module):
         self.modality_postprocessors = nn.ModuleDict({"text": text_postprocessor()})
 
     @classmethod
-    def from_preset(cls, name: str) -> "ImageBindTextTower":
+    def from_preset(cls, name: str) -> ImageBindTextTower:
         if name not in TEXT_TOWER_PRESETS:
             raise ValueError(f"unknown ImageBind text tower {name!r}; valid: {', '.join(TEXT_TOWER_PRESETS)}")
         return cls(**TEXT_TOWER_PRESETS[name])

@@ -122,7 +122,7 @@ class STIBPrior(VAEncoderMixin, nn.Module):
         self.text_encoder.requires_grad_(False).eval()
         self.tokenizer = ImageBindTokenizer()
 
-    def train(self, mode: bool = True) -> "STIBPrior":
+    def train(self, mode: bool = True) -> STIBPrior:
         super().train(mode)
         self.text_encoder.eval()  # frozen
         return self
