@@ -7,6 +7,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub: tests never download
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import contextlib  # noqa: E402
 import logging  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -30,20 +31,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
+@contextlib.contextmanager
+def logging_kept():
     """Scripts run in-process call ``setup_logging()``, which gives the ``javisdit`` logger its own
     handlers, a level and ``propagate=False`` (so pytest's ``caplog`` would see nothing afterwards).
-    Every test gets the logger state it found: handlers added during the test are removed and closed."""
+    Inside this block such changes are undone on exit: handlers added are removed and closed."""
     logger = logging.getLogger("javisdit")
     handlers, level, propagate, disabled = list(logger.handlers), logger.level, logger.propagate, logger.disabled
-    yield
-    for handler in [h for h in logger.handlers if h not in handlers]:
-        logger.removeHandler(handler)
-        handler.close()
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate, logger.disabled = propagate, disabled
+    try:
+        yield
+    finally:
+        for handler in [h for h in logger.handlers if h not in handlers]:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate, logger.disabled = propagate, disabled
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Every test gets the logger state it found (module-scoped fixtures that run scripts use
+    ``logging_kept`` themselves: they run before this snapshot)."""
+    with logging_kept():
+        yield
 
 
 @pytest.fixture(scope="module")

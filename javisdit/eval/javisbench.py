@@ -9,7 +9,7 @@ process, gathered on rank 0, which alone computes the set metrics and writes fil
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,14 +19,13 @@ import torch.distributed as dist
 from javisdit.errors import UserError
 from javisdit.eval import metrics, report, scores
 from javisdit.eval.groups import GROUPS, NOT_IMPLEMENTED, Failure, Group, Networks, compute
-from javisdit.eval.inputs import Row, read_rows
+from javisdit.eval.inputs import CATEGORIES, Row, read_rows
+from javisdit.eval.networks.audioclip import FAD_SCALE
 from javisdit.eval.media import Sample, SampleError, is_silent, load_sample
 from javisdit.eval.protocol import MetricCount, SampleFacts, Settings, protocol_block
 from javisdit.eval.reference import load_reference, reference_features
 
 logger = logging.getLogger(__name__)
-
-FAD_SCALE = 1e4  # upstream multiplies FAD by 10^4 (its features are tiny, EVAL.md §1.3)
 
 
 @dataclass
@@ -43,7 +42,6 @@ class Options:
     save_per_sample: bool = False
     allow_missing: bool = False
     checkpoint_dir: str = "./checkpoints/eval"
-    extra: dict = field(default_factory=dict)
 
 
 def select(metric_names: tuple[str, ...], exclude: tuple[str, ...]) -> list[tuple[Group, tuple[str, ...]]]:
@@ -223,9 +221,8 @@ class Evaluation:
             per_category = {pair: compute_set(pos) for pair, pos in scores.category_subsets(cats).items() if pos}
             for key in ("fvd", "kvd", "fad"):
                 entry: dict[str, Any] = {"overall": whole[key]}
-                for aspect in range(len(cats[0])):
-                    size = max((c for a, c in scores.category_subsets(cats) if a == aspect), default=-1) + 1
-                    entry[str(aspect)] = [per_category.get((aspect, c), {}).get(key) for c in range(size)]
+                for aspect, names in enumerate(CATEGORIES):
+                    entry[str(aspect)] = [per_category.get((aspect, c), {}).get(key) for c in range(len(names))]
                 self.results[key] = entry
         logger.info("FVD %.4g, KVD %.4g, FAD %.4g over %d samples", whole["fvd"], whole["kvd"], whole["fad"], len(ok))
 

@@ -79,14 +79,6 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return librosa.resample(wave, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq").astype(np.float32)
 
 
-def crop_or_pad(wave: np.ndarray, length: int) -> np.ndarray:
-    """The first ``length`` samples of ``wave`` [..., S], zero-padded at the end when shorter."""
-    if wave.shape[-1] >= length:
-        return wave[..., :length]
-    pad = [(0, 0)] * (wave.ndim - 1) + [(0, length - wave.shape[-1])]
-    return np.pad(wave, pad)
-
-
 def read_frames(path: str | Path) -> tuple[np.ndarray, float]:
     """Every frame of a video as uint8 [N, H, W, 3] RGB, and its frame rate."""
     import av

@@ -63,7 +63,6 @@ class Settings:
     max_audio_len_s: float = 4.0
     window_size_s: float = 2.0
     window_overlap_s: float = 1.5
-    clip_frames: int = 48
     fad_sample_rate: int = 16000
     clap_sample_rate: int = 48000
     network_size: str = "full"

@@ -116,13 +116,21 @@ def write_reports(json_path: str | os.PathLike, results: dict) -> tuple[Path, Pa
 
 
 def write_per_sample(json_path: str | os.PathLike, table: dict[int, dict[str, float | None]]) -> Path:
-    """``<stem>_per_sample.csv``: one line per row index, one column per per-sample metric."""
+    """``<stem>_per_sample.csv``: one line per row index, one column per per-sample metric. Columns of an
+    earlier run (a resumed evaluation) that this run did not recompute are kept."""
     json_path = Path(json_path)
-    keys = [k for k in TITLES if any(k in values for values in table.values())]
     path = json_path.with_name(json_path.stem + "_per_sample.csv")
+    merged: dict[int, dict[str, float | None]] = {}
+    if path.is_file():
+        with open(path, newline="") as handle:
+            for line in csv.DictReader(handle):
+                merged[int(line.pop("index"))] = {k: float(v) if v != "" else None for k, v in line.items()}
+    for index, values in table.items():
+        merged.setdefault(index, {}).update(values)
+    keys = [k for k in TITLES if any(k in values for values in merged.values())]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["index", *keys])
-        for index in sorted(table):
-            writer.writerow([index, *("" if table[index].get(k) is None else table[index][k] for k in keys)])
+        for index in sorted(merged):
+            writer.writerow([index, *("" if merged[index].get(k) is None else merged[index][k] for k in keys)])
     return path

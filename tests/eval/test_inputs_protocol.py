@@ -10,7 +10,7 @@ from javisdit.errors import UserError
 from javisdit.eval import report
 from javisdit.eval.inputs import read_rows
 from javisdit.eval.javisbench import select
-from javisdit.eval.media import crop_or_pad, is_silent
+from javisdit.eval.media import is_silent
 from javisdit.eval.protocol import SampleFacts, Settings, paper_settings, sample_warnings, summarise_samples
 
 
@@ -126,6 +126,4 @@ def test_reports_from_verbose_results(tmp_path):
 
 
 def test_audio_helpers():
-    assert crop_or_pad(np.ones(5), 3).tolist() == [1, 1, 1]
-    assert crop_or_pad(np.ones((2, 2)), 4).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
     assert is_silent(np.zeros(100)) and not is_silent(np.full(10, 0.01))

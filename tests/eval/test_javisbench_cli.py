@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, logging_kept
 
 from javisdit import cli as inference_cli
 from javisdit.eval import cli
@@ -41,8 +41,9 @@ def bench(tmp_path_factory, synthetic_data):
     prompts = root / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     config = str(REPO / "configs" / "tiny" / "inference.py")
-    assert inference_cli.main("inference", [config, "--prompt-path", str(prompts), "--save-dir", str(samples),
-                                            "--verbose", "0"]) == 0
+    with logging_kept():  # module-scoped: runs outside the per-test logging snapshot
+        assert inference_cli.main("inference", [config, "--prompt-path", str(prompts), "--save-dir", str(samples),
+                                                "--verbose", "0"]) == 0
     clips = pd.read_csv(synthetic_data["stage3_jav"])
     base = synthetic_data["stage3_jav"].parent
     table = pd.DataFrame(dict(
@@ -112,10 +113,14 @@ def test_resume_skips_present_metrics_and_force_recomputes(bench, checkpoints, t
     first["ib_tv"] = 123.0  # a finished group is not recomputed ...
     del first["av_align"]  # ... an interrupted one is
     out.write_text(json.dumps(first))
-    assert _evaluate(bench, checkpoints, out, "--metrics", "imagebind-score", "av-align") == 0
+    assert _evaluate(bench, checkpoints, out, "--metrics", "imagebind-score", "av-align", "--save-per-sample") == 0
     second = json.loads(out.read_text())
     assert second["ib_tv"] == 123.0 and "av_align" in second
-    assert _evaluate(bench, checkpoints, out, "--metrics", "imagebind-score", "--force-eval") == 0
+    per_sample = tmp_path / "r_per_sample.csv"
+    assert list(pd.read_csv(per_sample).columns) == ["index", "av_align"]
+    assert _evaluate(bench, checkpoints, out, "--metrics", "imagebind-score", "--force-eval", "--save-per-sample") == 0
+    table = pd.read_csv(per_sample)  # the av_align column of the earlier run is kept
+    assert list(table.columns) == ["index", "ib_tv", "ib_ta", "ib_av", "av_align"] and len(table) == 3
     assert json.loads(out.read_text())["ib_tv"] != 123.0
     # numbers of another protocol never mix into the same file
     assert _evaluate(bench, checkpoints, out, "--metrics", "av-align", "--max-frames", "16") == 2
@@ -270,3 +275,9 @@ def test_reference_cache_from_a_folder_of_clips(synthetic_data, checkpoints, tmp
     stored = torch.load(cache, weights_only=True)
     assert stored["video"].shape == (3, 400) and stored["protocol"]["settings"]["max_frames"] == 16
     assert cli.main_reference(["--data-dir", str(tmp_path / "none"), "--output-file", str(cache)]) == 2
+
+
+def test_cuda_requested_without_a_device(bench, checkpoints, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _evaluate(bench, checkpoints, tmp_path / "c.json", "--metrics", "av-align", "--device", "cuda") == 2
+    assert "--device cuda: no CUDA device is visible" in _error(capsys)
