@@ -2,8 +2,8 @@
 
 Every network is looked up in one folder (``--checkpoint-dir``, default ``./checkpoints/eval``) under the
 name its publisher gives the file (or, for hub models, the folder ``save_pretrained`` writes). Nothing is
-downloaded: a missing file is one :class:`MissingWeightsError` line naming the file, its source and
-where to put it.
+downloaded unless asked (``download=True``, the evaluator's ``--download``): a missing file is one
+:class:`MissingWeightsError` line naming the file, its source and where to put it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class CheckpointSource:
         how = (f"`huggingface-cli download {self.url} --local-dir {folder / self.name}`" if self.folder
                else f"{self.url} -> {folder / self.name}")
         return (f"{self.metric} needs the {what} {self.name}{alternatives} in the checkpoint folder {folder}, "
-                f"which is not there; download it: {how} (or pass --checkpoint-dir)")
+                f"which is not there; download it: {how} (or pass --download, or --checkpoint-dir)")
 
 
 SOURCES: dict[str, CheckpointSource] = {
@@ -75,11 +75,14 @@ SOURCES: dict[str, CheckpointSource] = {
 }
 
 
-def find_checkpoint(network: str, checkpoint_dir: str | os.PathLike = DEFAULT_CHECKPOINT_DIR) -> Path:
-    """The path of ``network``'s checkpoint inside ``checkpoint_dir``.
+def find_checkpoint(network: str, checkpoint_dir: str | os.PathLike = DEFAULT_CHECKPOINT_DIR,
+                    download: bool = False) -> Path:
+    """The path of ``network``'s checkpoint inside ``checkpoint_dir``; with ``download``, a missing one is
+    first fetched from its source into that folder under its published name.
 
     Raises:
-        MissingWeightsError: none of its accepted names is there (the message says what to download).
+        MissingWeightsError: none of its accepted names is there (and it could not be downloaded); the
+            message says what to download.
     """
     source = SOURCES[network]
     folder = Path(checkpoint_dir)
@@ -87,7 +90,33 @@ def find_checkpoint(network: str, checkpoint_dir: str | os.PathLike = DEFAULT_CH
         path = folder / name
         if (path.is_dir() if source.folder else path.is_file()):
             return path
+    if download:
+        return fetch(source, folder)
     raise MissingWeightsError(source.missing_message(folder))
+
+
+def fetch(source: CheckpointSource, folder: Path) -> Path:
+    """Download ``source`` into ``folder`` (a partial download never takes the published name)."""
+    import logging
+
+    target = folder / source.name
+    folder.mkdir(parents=True, exist_ok=True)
+    logging.getLogger(__name__).info("downloading %s from %s", source.name, source.url)
+    try:
+        if source.folder:
+            from huggingface_hub import snapshot_download
+
+            partial = folder / (source.name + ".partial")
+            snapshot_download(source.url, local_dir=partial)
+            os.replace(partial, target)
+        else:
+            from torch.hub import download_url_to_file
+
+            download_url_to_file(source.url, str(target), progress=True)  # writes a temporary file, then renames
+    except Exception as err:  # network, HTTP and hub errors of every kind
+        raise MissingWeightsError(f"{source.missing_message(folder)}; downloading it failed "
+                                  f"({type(err).__name__}: {err})") from None
+    return target
 
 
 def file_hash(path: str | os.PathLike, chunk: int = 1 << 24) -> str:

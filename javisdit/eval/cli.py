@@ -45,7 +45,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR,
           help="folder holding the networks' published files (i3d_pretrained_400.pt, AudioCLIP-Full-Training.pt, "
                "imagebind_huge.pth, cavp_epoch66.ckpt, open_clip_model.safetensors, clap-htsat-unfused/); "
-               f"default {DEFAULT_CHECKPOINT_DIR}; nothing is downloaded")
+               f"default {DEFAULT_CHECKPOINT_DIR}")
+    _flag(parser, "download", action="store_true",
+          help="fetch missing network files from their published sources into --checkpoint-dir (about 6 GB in "
+               "all, ImageBind-Huge is 4.5 GB); without it a missing file stops the run with one line saying "
+               "what to download")
     _flag(parser, "network-size", choices=("full", "tiny"), default="full",
           help="full (default): the published architectures; tiny: shrunken ones, for smoke tests of the "
                "pipeline with random checkpoints (scores are meaningless)")
@@ -145,7 +149,7 @@ def _evaluate(args, info, device) -> None:
                       infer_data_dir=args.infer_data_dir, metrics=_split(args.metrics), exclude=_split(args.exclude),
                       verbose=args.verbose, fvd_avcache_path=args.fvd_avcache_path, force_eval=args.force_eval,
                       save_per_sample=args.save_per_sample, allow_missing=args.allow_missing,
-                      checkpoint_dir=args.checkpoint_dir)
+                      checkpoint_dir=args.checkpoint_dir, download=args.download)
     results = Evaluation(options, info.rank, info.world_size, device).run()
     if info.rank == 0:
         from javisdit.eval.report import TITLES, overall
@@ -181,7 +185,8 @@ def _extract(args, info, device) -> None:
             rows.append(Row(i, "", "", clip, None, str(clip), str(wav) if wav.is_file() else str(clip)))
     if info.world_size > 1:
         raise UserError("extract_reference.py runs in one process (launch it without torchrun)")
-    extract_reference(rows, Networks(args.checkpoint_dir, args.network_size, device), settings, args.output_file)
+    extract_reference(rows, Networks(args.checkpoint_dir, args.network_size, device, args.download), settings,
+                      args.output_file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

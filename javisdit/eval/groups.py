@@ -40,14 +40,14 @@ class Failure:
 class Networks:
     """Loads each evaluation network once (from ``checkpoint_dir``) and remembers its file hash."""
 
-    def __init__(self, checkpoint_dir: str, size: str, device: torch.device):
-        self.checkpoint_dir, self.size, self.device = checkpoint_dir, size, device
+    def __init__(self, checkpoint_dir: str, size: str, device: torch.device, download: bool = False):
+        self.checkpoint_dir, self.size, self.device, self.download = checkpoint_dir, size, device, download
         self._loaded: dict[str, Any] = {}
         self.hashes: dict[str, dict] = {}
 
     def get(self, name: str) -> Any:
         if name not in self._loaded:
-            path = find_checkpoint(name, self.checkpoint_dir)
+            path = find_checkpoint(name, self.checkpoint_dir, download=self.download)
             loader = _LOADERS[name]
             logger.info("loading %s from %s", name, path)
             self._loaded[name] = loader(self.checkpoint_dir, self.size, self.device)

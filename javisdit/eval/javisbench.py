@@ -42,6 +42,7 @@ class Options:
     save_per_sample: bool = False
     allow_missing: bool = False
     checkpoint_dir: str = "./checkpoints/eval"
+    download: bool = False
 
 
 def select(metric_names: tuple[str, ...], exclude: tuple[str, ...]) -> list[tuple[Group, tuple[str, ...]]]:
@@ -99,7 +100,7 @@ class Evaluation:
         self.reference_info = previous.get("reference")
         self.facts: dict[int, SampleFacts] = {}
         self.per_sample: dict[int, dict[str, float | None]] = {}
-        self.nets = Networks(options.checkpoint_dir, options.settings.network_size, self.device)
+        self.nets = Networks(options.checkpoint_dir, options.settings.network_size, self.device, options.download)
 
     def _check_resumable(self) -> None:
         old = self.results.get("protocol", {}).get("settings")

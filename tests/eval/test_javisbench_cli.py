@@ -281,3 +281,21 @@ def test_cuda_requested_without_a_device(bench, checkpoints, tmp_path, capsys, m
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert _evaluate(bench, checkpoints, tmp_path / "c.json", "--metrics", "av-align", "--device", "cuda") == 2
     assert "--device cuda: no CUDA device is visible" in _error(capsys)
+
+
+def test_download_flag_fetches_missing_networks(bench, checkpoints, tmp_path, monkeypatch):
+    import os
+
+    import torch.hub
+
+    fetched = []
+
+    def fake_download(url, dst, progress=True):  # "the internet" holds the tiny random files
+        fetched.append(url)
+        shutil.copy(checkpoints / os.path.basename(dst), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    empty = tmp_path / "ckpt"
+    assert _evaluate(bench, empty, tmp_path / "d.json", "--metrics", "fvd+kvd+fad", "--download") == 0
+    assert sorted(p.name for p in empty.iterdir()) == ["AudioCLIP-Full-Training.pt", "i3d_pretrained_400.pt"]
+    assert len(fetched) == 2 and all(url.startswith("https://") for url in fetched)
