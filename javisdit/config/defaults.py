@@ -77,6 +77,16 @@ PRIOR_TRAINING_DEFAULTS: dict[str, Any] = {
     "lr": 1e-5,
 }
 
+#: ``scripts/train_vae.py`` (the autoencoders): no EMA unless ``ema_decay`` is set, no features or
+#: audio-only variants; the KL weight of LDM, and how many recent batches set the latent statistics.
+AUTOENCODER_TRAINING_DEFAULTS: dict[str, Any] = {
+    **{k: v for k, v in TRAINING_DEFAULTS.items()
+       if k not in ("ema_decay", "load_va_features", "load_text_features", "audio_only")},
+    "ema_decay": None,
+    "kl_weight": 1e-6,  # weight of the posterior's KL against the L1 reconstruction, both per input element
+    "latent_stats_batches": 4,  # the last batches of rank 0 re-encoded for the latent shift / scale of model/
+}
+
 #: ``scripts/misc/extract_feat.py``: latents of a CSV's clips, ``bin_size`` batches per file.
 EXTRACT_DEFAULTS: dict[str, Any] = dict(
     dtype="bf16",
@@ -102,8 +112,9 @@ _DATA = ("dataset", "bucket_config", "audio_cfg")
 EXTRA_KEYS: dict[str, tuple[str, ...]] = {
     "inference": (*_MODELS, "allow_tf32"),
     "train": (*_MODELS, *_DATA, "mask_ratios", "text_encoder_output_dim", "text_encoder_model_max_length",
-              "wandb_project"),
+              "wandb_project", "video_only"),
     "train_prior": ("model", "vae", "audio_vae", *_DATA, "wandb_project"),
+    "train_vae": ("autoencoder", "vae", "audio_vae", *_DATA, "wandb_project"),
     "extract": ("vae", "audio_vae", "text_encoder", *_DATA),
 }
 
@@ -111,6 +122,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "inference": INFERENCE_DEFAULTS,
     "train": TRAINING_DEFAULTS,
     "train_prior": PRIOR_TRAINING_DEFAULTS,
+    "train_vae": AUTOENCODER_TRAINING_DEFAULTS,
     "extract": EXTRACT_DEFAULTS,
 }
 

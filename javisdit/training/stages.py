@@ -1,5 +1,8 @@
 """What differs between the training stages: the models each one builds and the loss of one batch.
 
+* The video branch (``scripts/train.py``, ``video_only``): STDiT3 trained text-to-video, the role
+  Open-Sora 1.2's published STDiT-v3 plays for v0.1 (the mini recipe trains its own); rectified-flow loss
+  on the video latent.
 * Stage 1 (``scripts/train.py``, ``audio_only``): the audio branch of VASTDiT3, initialised from
   Open-Sora's video branch; rectified-flow loss on the audio latent only.
 * Stage 3 (``scripts/train.py``): the synchronisation modules of VASTDiT3 on the frozen towers,
@@ -57,14 +60,33 @@ def _drops(names: Sequence[str], p: float, generators: Sequence[torch.Generator]
     return {name: rand((len(generators),), generators).to(device) < p for name in names}
 
 
+class _VideoOnly(nn.Module):
+    """STDiT3 behind the joint models' interface (``x``/output ``{"video": ...}``), for the scheduler."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Mapping[str, torch.Tensor], timestep: torch.Tensor, x_mask: torch.Tensor | None = None,
+                ax_mask: torch.Tensor | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
+        return {"video": self.model(x["video"], timestep, x_mask=x_mask, **kwargs)}
+
+
 class DiffusionStage:
-    """Stages 1 and 3: the rectified-flow objective of VASTDiT3."""
+    """The video branch and stages 1 and 3: the rectified-flow objective of STDiT3 / VASTDiT3."""
 
     uses_ema = True
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.audio_only = bool(cfg.get("audio_only", False))
+        self.video_only = bool(cfg.get("video_only", False))
+        if self.audio_only and self.video_only:
+            raise ConfigError("audio_only and video_only are exclusive: the first trains stage 1, the second "
+                              "the video branch")
+        if self.video_only and cfg.get("mask_ratios"):
+            raise ConfigError("mask_ratios are the joint stage's audio-video conditioning masks; the video branch "
+                              "(video_only) trains without them")
         self.features = bool(cfg.get("load_va_features", False))
         self.text_features = bool(cfg.get("load_text_features", False))
         self.masks = VAMaskGenerator(cfg.mask_ratios) if cfg.get("mask_ratios") else None
@@ -72,6 +94,8 @@ class DiffusionStage:
 
     @property
     def name(self) -> str:
+        if self.video_only:
+            return "video branch (text-to-video)"
         return "stage 1 (audio branch)" if self.audio_only else "stage 3 (synchronisation modules)"
 
     # ----- models --------------------------------------------------------------------------------------
@@ -91,9 +115,10 @@ class DiffusionStage:
             caption_channels, max_length = self.text_encoder.output_dim, self.text_encoder.model_max_length
         need_vaes = not self.features
         self.vae = _frozen(build_module(cfg.vae, MODELS), device, dtype) if need_vaes and not self.audio_only else None
-        self.audio_vae = _frozen(build_module(cfg.audio_vae, MODELS), device, dtype) if need_vaes else None
+        self.audio_vae = (_frozen(build_module(cfg.audio_vae, MODELS), device, dtype)
+                          if need_vaes and not self.video_only else None)
         self.prior = None
-        if cfg.get("prior_encoder") is not None and not self.audio_only:
+        if cfg.get("prior_encoder") is not None and not self.audio_only and not self.video_only:
             self.prior = _frozen(build_module(cfg.prior_encoder, MODELS), device, dtype)
 
         # weight_init_from is streamed into a model whose covered parts are built on the meta device: they
@@ -109,6 +134,12 @@ class DiffusionStage:
             raise ConfigError("the model has ST-prior blocks but the config has no prior_encoder")
         logger.info("%s: %s trainable of %s parameters", self.name, f"{trainable:,}",
                     f"{sum(p.numel() for p in model.parameters()):,}")
+        if self.video_only:
+            if hasattr(model, "audio_y_embedder"):
+                raise ConfigError(f"video_only trains the video branch alone: model.type must be an STDiT3, "
+                                  f"got {cfg.model.get('type')}")
+            self.drop_names, self.drop_p = ["y_embedder"], float(model.config.class_dropout_prob)
+            return model
         self.drop_names = ["audio_y_embedder"] + (["y_embedder"] if model.has_video_blocks else [])
         self.drop_names += ["st_prior_embedder"] if getattr(model, "has_st_prior", False) else []
         self.drop_p = float(model.config.class_dropout_prob)
@@ -125,11 +156,15 @@ class DiffusionStage:
     @torch.no_grad()
     def _latents(self, batch: Batch, generators: Sequence[torch.Generator]) -> dict[str, torch.Tensor]:
         device, dtype = self.device, self.dtype
+        if self.features and self.video_only:
+            return {"video": batch["video"].to(device, torch.float32)}
         if self.features:
             x0 = {"audio": batch["audio"].to(device, torch.float32)}
             if not self.audio_only:
                 x0["video"] = batch["video"].to(device, torch.float32)
             return x0
+        if self.video_only:
+            return {"video": self.vae.encode(batch["video"].to(device, dtype), generators).float()}
         x0 = {"audio": self.audio_vae.encode(batch["audio"].to(device, dtype), generators).float()}
         if not self.audio_only:
             x0["video"] = self.vae.encode(batch["video"].to(device, dtype), generators).float()
@@ -161,6 +196,8 @@ class DiffusionStage:
             masks = {"video": video_mask, "audio": audio_mask}
         t = self.scheduler.sample_timesteps(B, batch["height"], batch["width"], batch["num_frames"], device=device,
                                             generator=list(generators))
+        if self.video_only:
+            model = _VideoOnly(model)
         losses = self.scheduler.training_losses(model, x0, kwargs, t, masks=masks,
                                                 modalities=("audio",) if self.audio_only else None,
                                                 generator=list(generators))

@@ -8,6 +8,7 @@ with ``T`` frames and ``S = H·W`` patches per frame after patching (odd sizes p
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -152,7 +153,8 @@ class STDiT3(nn.Module):
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,
                 x_mask: torch.Tensor | None = None, fps: torch.Tensor | None = None,
-                height: torch.Tensor | None = None, width: torch.Tensor | None = None) -> torch.Tensor:
+                height: torch.Tensor | None = None, width: torch.Tensor | None = None,
+                condition_drop: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Predict [B, Cout, Tx, Hx, Wx] (first ``in_channels`` = velocity) for a video latent x [B, Cin, Tx, Hx, Wx].
 
         Args:
@@ -160,6 +162,8 @@ class STDiT3(nn.Module):
             x_mask: [B, Tx] True for frames to generate, False for clean conditioning frames.
             fps: [B] frame rate; height, width: [B] pixel size of the clip (element 0 sets the
                 position-embedding scale).
+            condition_drop: ``{"y_embedder": [B] bool}``, the captions replaced by the null caption
+                (training); without it they are drawn at random in training mode.
         """
         dtype = self.x_embedder.proj.weight.dtype
         self._check_video(x, x_mask)
@@ -174,7 +178,8 @@ class STDiT3(nn.Module):
         if x_mask is not None:
             t0 = self._embed_time(torch.zeros_like(timestep), fps, B, dtype)
             t0_mlp = self.t_block(t0)
-        y_tokens, y_mask = self._embed_text(self.y_embedder, y.to(dtype), mask)
+        y_tokens, y_mask = self._embed_text(self.y_embedder, y.to(dtype), mask,
+                                            (condition_drop or {}).get("y_embedder"))
         tokens, THW = self._video_tokens(vx, height, width)
         T = THW[0]
         for spatial, temporal in zip(self.spatial_blocks, self.temporal_blocks):
