@@ -26,6 +26,7 @@ PIPELINES: dict[str, str] = {
     "inference": "javisdit.inference:run",
     "train": "javisdit.training:run",
     "train_prior": "javisdit.training:run_prior",
+    "train_vae": "javisdit.training:run_autoencoder",
     "extract": "javisdit.training.features:run",
 }
 
@@ -53,7 +54,8 @@ def _pipeline(mode: str) -> Callable[[Config], Any]:
 
 
 def main(mode: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Run the script of ``mode`` (``inference``, ``train``, ``train_prior``, ``extract``); returns the exit code."""
+    """Run the script of ``mode`` (``inference``, ``train``, ``train_prior``, ``train_vae``, ``extract``); returns the
+    exit code."""
     try:
         cfg, args = parse_command_line(mode, argv, prog=prog)
         if args.print_config:

@@ -1,5 +1,6 @@
 """Training: the three JavisDiT stages (``scripts/train.py`` for stages 1 and 3, ``scripts/train_prior.py``
-for stage 2) over one loop, and the feature extraction that feeds the ``_feat`` configs.
+for stage 2) and the autoencoders before them (``scripts/train_vae.py``) over one loop, and the feature
+extraction that feeds the ``_feat`` configs.
 
 Imports are lazy so that ``javisdit.training.masks`` and friends load without the booster.
 """
@@ -21,3 +22,11 @@ def run_prior(cfg: Any):
     from javisdit.training.loop import run_prior_training
 
     return run_prior_training(cfg)
+
+
+def run_autoencoder(cfg: Any):
+    """The video or audio autoencoder (``cfg.autoencoder``), trained from scratch before the stages."""
+    from javisdit.training.autoencoder import AutoencoderStage
+    from javisdit.training.loop import train
+
+    return train(cfg, AutoencoderStage(cfg))

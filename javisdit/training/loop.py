@@ -1,4 +1,4 @@
-"""The training loop shared by the three stages (the stage object supplies models and the loss).
+"""The training loop shared by the stages (the stage object supplies models and the loss).
 
 One process per device under ``torchrun``; data parallel through the booster seam
 (``javisdit.distributed.booster``). Per optimizer step: fetch the batch (workers prefetch in the
@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from mmengine.config import Config
@@ -53,6 +53,9 @@ from javisdit.training.ema import EMA
 from javisdit.training.lr import LinearWarmupLR
 from javisdit.training.stages import DiffusionStage, PriorStage
 from javisdit.utils.seed import sample_generators, set_seed
+
+if TYPE_CHECKING:
+    from javisdit.training.autoencoder import AutoencoderStage
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +198,7 @@ class _Metrics:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, stage: DiffusionStage | PriorStage):
+    def __init__(self, cfg: Config, stage: DiffusionStage | PriorStage | AutoencoderStage):
         self.cfg, self.stage = cfg, stage
         _check_config(cfg)
         self.info = init_distributed(timeout_minutes=float(cfg.dist_timeout))
@@ -208,7 +211,8 @@ class Trainer:
                                                  timeout_minutes=float(cfg.dist_timeout))
         wait_group(float(cfg.ckpt_timeout))  # made now, by all ranks together; saving waits on it
         self.ckpt: Checkpoint | None = open_checkpoint(cfg.load) if cfg.load else None
-        self.exp_dir = create_experiment_dir(cfg.outputs, cfg.model.type)
+        # the autoencoder stage trains cfg.vae or cfg.audio_vae (no cfg.model) and names the folder itself
+        self.exp_dir = create_experiment_dir(cfg.outputs, getattr(stage, "model_type", None) or cfg.model.type)
         self._file_log = None
         if self.info.is_main:
             (self.exp_dir / "config.txt").write_text(json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
@@ -448,7 +452,7 @@ class Trainer:
                         values.get("samples_per_s", 0.0), values["skipped"], values["memory_gb"])
 
 
-def train(cfg: Config, stage: DiffusionStage | PriorStage) -> TrainReport:
+def train(cfg: Config, stage: DiffusionStage | PriorStage | AutoencoderStage) -> TrainReport:
     try:
         return Trainer(cfg, stage).fit()
     finally:

@@ -198,7 +198,7 @@ def test_shipped_configs_pass_the_script_checks(name):
 def test_tiny_configs_pass_the_script_checks(path):
     name = path.name
     mode = ("inference" if name == "inference.py" else "extract" if name.startswith("extract")
-            else "train_prior" if "prior" in name else "train")
+            else "train_vae" if name.startswith("vae_") else "train_prior" if "prior" in name else "train")
     assert parse_configs(mode, [str(path)]).dtype == "fp32"
 
 
