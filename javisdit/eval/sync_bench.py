@@ -1,0 +1,123 @@
+"""The JavisDiT-mini synchronisation benchmark, on the data side: what the measures of ``eval.sync`` give
+on real clips of the bouncing-ball set (the ceiling), on the same clips with another clip's audio (chance),
+and how well each weight-free measure separates synchronous from asynchronous pairs (AUROC over shifted,
+swapped, muted and reversed audio). The rows for generated clips (the model and its ablations) use the
+same ``clip_scores``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from javisdit.datasets.bouncing import COLOURS, MATERIALS
+from javisdit.eval.av_align import av_align
+from javisdit.eval.media import load_sample
+from javisdit.eval.sync import Variant, async_variants, auroc, event_scores, impact_times, prf, swap_audio
+from javisdit.eval.sync_detect import audio_onsets, burst_features, classify_bursts, colour_presence
+
+logger = logging.getLogger(__name__)
+
+TOLERANCES_FRAMES = (1, 2)
+ASYNC_SHIFT_FRAMES = (3, 12)  # a 2-frame shift would still count as in sync at ±2 frames
+
+
+def clip_scores(frames: np.ndarray, fps: float, wave: np.ndarray, sample_rate: int, colours: Sequence[str],
+                materials: Sequence[str], video_times: Sequence[float] | None = None) -> dict:
+    """What one clip's picture and sound say against its caption.
+
+    Args:
+        frames: uint8 [T, H, W, 3]; wave: mono float [S] at ``sample_rate``.
+        colours, materials: the caption's balls (names of ``COLOURS`` / ``MATERIALS``).
+        video_times: the picture's impact times when already known (they do not depend on the audio).
+
+    Returns:
+        ``colour`` (the lowest fraction of frames in which each named ball is found), ``material`` (the
+        fraction of detected impact sounds classified as one of the caption's materials), the event
+        scores of ``eval.sync.event_scores`` (F1 at ±1 and ±2 frames, signed median offset) and
+        ``video_times``.
+    """
+    rgbs = [COLOURS[c] for c in colours]
+    if video_times is None:
+        video_times = impact_times(frames, fps, rgbs)
+    onsets = audio_onsets(wave, sample_rate)
+    classes = classify_bursts(burst_features(wave, sample_rate, onsets), MATERIALS) if onsets else []
+    material = float(np.mean([c in materials for c in classes])) if classes else 0.0
+    out = event_scores(video_times, onsets, fps)
+    out.update(colour=min(colour_presence(frames, rgb) for rgb in rgbs), material=material,
+               video_times=list(video_times))
+    return out
+
+
+def _summary(rows: list[dict]) -> dict:
+    """Pooled event F1 over clips, mean colour/material scores, median of the clips' median offsets."""
+    out: dict = {"clips": len(rows)}
+    for tol in TOLERANCES_FRAMES:
+        tp, fp, fn = (sum(r[f"{key}_{tol}f"] for r in rows) for key in ("tp", "fp", "fn"))
+        out[f"f1_{tol}f"] = prf(tp, fp, fn)[2]
+    offsets = [r["median_offset_ms"] for r in rows if r.get("median_offset_ms") is not None]
+    out["median_offset_ms"] = float(np.median(offsets)) if offsets else None
+    out["colour"] = float(np.mean([r["colour"] for r in rows]))
+    out["material"] = float(np.mean([r["material"] for r in rows]))
+    return out
+
+
+def data_baselines(csv: str | Path, num_clips: int | None = None, seed: int = 0) -> dict:
+    """Ceiling (the clips as they are), chance (another clip's audio) and the sync/async AUROC of each
+    measure, over the first ``num_clips`` rows of a bouncing-ball CSV (e.g. ``heldout.csv``)."""
+    csv = Path(csv)
+    table = pd.read_csv(csv, keep_default_na=False)
+    if num_clips is not None:
+        table = table.head(num_clips)
+    rng = np.random.default_rng(seed)
+    clips = []
+    for record in table.to_dict("records"):
+        video = csv.parent / record["path"]
+        sample = load_sample(video, csv.parent / record["audio_path"])
+        clips.append((sample, record["colours"].split(), record["materials"].split()))
+    ceiling, chance = [], []
+    positives: dict[str, list[float]] = {"event_f1_1f": [], "event_f1_2f": [], "av_align": []}
+    negatives: dict[str, list[float]] = {k: [] for k in positives}
+    waves = [s.mono(16000) for s, _, _ in clips]
+    swapped = [wave for _, wave in swap_audio(waves, rng)]
+    for i, (sample, colours, materials) in enumerate(clips):
+        base = clip_scores(sample.frames, sample.fps, waves[i], 16000, colours, materials)
+        ceiling.append(base)
+        chance.append(clip_scores(sample.frames, sample.fps, swapped[i], 16000, colours, materials,
+                                  video_times=base["video_times"]))
+        variants = [*async_variants(waves[i], 16000, sample.fps, rng, shift_frames=ASYNC_SHIFT_FRAMES),
+                    Variant("swapped", 0, swapped[i])]
+        for variant in variants:
+            scores = event_scores(base["video_times"], audio_onsets(variant.wave, 16000), sample.fps)
+            target = positives if variant.sync else negatives
+            target["event_f1_1f"].append(scores["f1_1f"])
+            target["event_f1_2f"].append(scores["f1_2f"])
+            target["av_align"].append(av_align(sample.frames, sample.fps, variant.wave, 16000))
+    return {
+        "ceiling": _summary(ceiling),
+        "chance (swapped audio)": _summary(chance),
+        "auroc": {k: auroc(positives[k], negatives[k]) for k in positives},
+        "pairs": {"sync": len(positives["av_align"]), "async": len(negatives["av_align"])},
+        "protocol": {"csv": str(csv), "clips": len(clips), "seed": seed, "tolerances_frames": TOLERANCES_FRAMES,
+                     "async_shift_frames": ASYNC_SHIFT_FRAMES, "sample_rate": 16000},
+    }
+
+
+def markdown(results: dict) -> str:
+    """The benchmark table (one row per condition) and the AUROC line."""
+    lines = ["| condition | clips | colour | material | F1 ±1 frame | F1 ±2 frames | median offset (ms) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, row in results.items():
+        if not isinstance(row, dict) or "f1_1f" not in row:
+            continue
+        offset = "n/a" if row["median_offset_ms"] is None else f"{row['median_offset_ms']:+.1f}"
+        lines.append(f"| {name} | {row['clips']} | {row['colour']:.3f} | {row['material']:.3f} | {row['f1_1f']:.3f} "
+                     f"| {row['f1_2f']:.3f} | {offset} |")
+    pairs = results.get("pairs", {})
+    aurocs = ", ".join(f"{k} {v:.3f}" for k, v in results.get("auroc", {}).items())
+    lines += ["", f"AUROC sync vs async ({pairs.get('sync', 0)} sync, {pairs.get('async', 0)} async pairs): {aurocs}"]
+    return "\n".join(lines) + "\n"
