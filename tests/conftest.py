@@ -11,8 +11,10 @@ import contextlib  # noqa: E402
 import logging  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -177,3 +179,21 @@ def synthetic_data(tmp_path_factory):
     from javisdit.datasets.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), num_clips=3, seconds=2.2, seed=0)
+
+
+def spec_audio_a(num_samples: int = 64000) -> np.ndarray:
+    """Input A of ``EVAL_MODELS.md`` §2.4 (16 kHz): 0.5 sin(2π 440 t) + 0.2 sin(2π(100 t + 900 t²)) + 0.25 from
+    sample 32000 on; computed in float64, returned as float32 [num_samples]."""
+    n = np.arange(num_samples)
+    t = n / 16000
+    x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * (100 * t + 900 * t**2)) + 0.25 * (n >= 32000)
+    return x.astype(np.float32)
+
+
+def spec_video_v(frames: int | Sequence[int] = 96, height: int = 240, width: int = 426) -> np.ndarray:
+    """Video V of ``EVAL_MODELS.md`` §1.3: v[t, y, x, c] = (7x + 13y + 29t + 71c) mod 256, uint8 RGB
+    [T, H, W, 3]; ``frames`` is a count or the frame indices t to render."""
+    t = np.arange(frames) if isinstance(frames, int) else np.asarray(frames)
+    t, y, x, c = t[:, None, None, None], np.arange(height)[:, None, None], np.arange(width)[:, None], np.arange(3)
+    return ((7 * x + 13 * y + 29 * t + 71 * c) % 256).astype(np.uint8)
+

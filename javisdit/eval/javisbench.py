@@ -182,13 +182,13 @@ class Evaluation:
             self.counts[key] = count
             valid = [v for v in per_row if v is not None]
             mean = scores.mean(valid)
+            logger.info("%s = %.6g (%d rows, %d failed)", key, mean, count.rows, count.failed)
             if not self.o.verbose:
                 self.results[key] = mean
                 continue
             kept = [(v, by_index[i].categories) for v, i in zip(per_row, values) if v is not None]
             self.results[key] = {"overall": mean, "all": per_row,
                                  **scores.category_means([v for v, _ in kept], [c for _, c in kept])}
-            logger.info("%s = %.6g (%d rows, %d failed)", key, mean, count.rows, count.failed)
 
     def _set_metrics(self, values: dict[int, dict[str, Any]], by_index: dict[int, Row]) -> None:
         ok = [i for i, v in values.items() if not isinstance(v.get("fvd"), Failure)]

@@ -53,20 +53,25 @@ class Sample:
         return self.audio.shape[1] / self.sample_rate
 
     @cached_property
-    def _mono_cache(self) -> dict[int, np.ndarray]:
+    def _resampled(self) -> dict[tuple[str, int], np.ndarray]:
+        """Resampled audio by (``"mono"`` or ``"channels"``, rate), each computed once."""
         return {}
 
     def mono(self, sample_rate: int) -> np.ndarray:
         """float32 [S]: channels averaged, resampled to ``sample_rate`` (librosa, soxr_hq)."""
-        if sample_rate not in self._mono_cache:
-            self._mono_cache[sample_rate] = resample(self.audio.mean(axis=0), self.sample_rate, sample_rate)
-        return self._mono_cache[sample_rate]
+        key = ("mono", sample_rate)
+        if key not in self._resampled:
+            self._resampled[key] = resample(self.audio.mean(axis=0), self.sample_rate, sample_rate)
+        return self._resampled[key]
 
     def channels(self, sample_rate: int) -> np.ndarray:
         """float32 [C, S] resampled to ``sample_rate`` with every channel kept (ImageBind's loader)."""
         if self.sample_rate == sample_rate:
             return self.audio
-        return np.stack([resample(channel, self.sample_rate, sample_rate) for channel in self.audio])
+        key = ("channels", sample_rate)
+        if key not in self._resampled:
+            self._resampled[key] = np.stack([resample(c, self.sample_rate, sample_rate) for c in self.audio])
+        return self._resampled[key]
 
 
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import read_manifest
+from conftest import read_manifest, spec_audio_a
 
 from javisdit.errors import MissingWeightsError, WeightsMismatchError
 from javisdit.eval.networks.audioclip import (
@@ -32,10 +32,8 @@ GLOBAL_MIN_DB_ABS = 0.3
 
 
 def _input_a() -> torch.Tensor:
-    """Synthetic input A of §2.4: tone + chirp + DC step, float64 then float32, as [1, 1, 64000]."""
-    t = np.arange(64000) / 16000
-    x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * (100 * t + 900 * t**2)) + 0.25 * (t >= 2.0)
-    return torch.from_numpy(x.astype(np.float32))[None, None]
+    """Input A of §2.4 as [1, 1, 64000]."""
+    return torch.from_numpy(spec_audio_a())[None, None]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from conftest import read_manifest
+from conftest import read_manifest, spec_audio_a as audio_a, spec_video_v as video_v
 
 from javisdit.errors import MissingWeightsError, WeightsMismatchError
 from javisdit.eval.cavp_inputs import (
@@ -24,19 +24,6 @@ from javisdit.eval.cavp_inputs import (
 from javisdit.eval.networks.cavp import VIDEO_CHUNK, build_cavp, load_cavp, write_random_cavp
 
 R = 1e-5  # relative tolerance of the golden values
-
-
-def audio_a(num_samples: int = 64000) -> np.ndarray:
-    """Input A (EVAL_MODELS.md §2.4): tone + chirp + DC step at 2 s, 16 kHz, float64 then float32."""
-    t = np.arange(num_samples) / 16000
-    x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * (100 * t + 900 * t**2)) + 0.25 * (t >= 2.0)
-    return x.astype(np.float32)
-
-
-def video_v(frames: int = 96, height: int = 240, width: int = 426) -> np.ndarray:
-    """Input V (EVAL_MODELS.md §1.3): v[t, y, x, c] = (7x + 13y + 29t + 71c) mod 256, uint8 RGB."""
-    t, y, x, c = np.ogrid[:frames, :height, :width, :3]
-    return ((7 * x + 13 * y + 29 * t + 71 * c) % 256).astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------------------- architecture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import read_manifest
+from conftest import read_manifest, spec_video_v as video_v
 
 from javisdit.errors import MissingWeightsError, WeightsMismatchError
 from javisdit.eval.checkpoints import SOURCES
@@ -23,15 +23,6 @@ from javisdit.eval.networks.i3d import (
 from javisdit.eval.networks.i3d_inputs import fvd_frame_indices, i3d_input, letterbox
 
 REL = 1e-5
-
-
-def video_v(frames, height: int = 240, width: int = 426) -> np.ndarray:
-    """Frames ``frames`` of the spec's video V: v[t, y, x, c] = (7x + 13y + 29t + 71c) mod 256, uint8 RGB."""
-    t = np.asarray(frames)[:, None, None, None]
-    y = np.arange(height)[None, :, None, None]
-    x = np.arange(width)[None, None, :, None]
-    c = np.arange(3)[None, None, None, :]
-    return ((7 * x + 13 * y + 29 * t + 71 * c) % 256).astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------------------ architecture

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import spec_audio_a, spec_video_v as video_v
 from javisdit.eval.imagebind_inputs import (
     FBANK_FRAMES,
     _mel_banks,
@@ -40,21 +41,8 @@ def close(actual, expected, rel: float = REL, abs: float = 0.0) -> None:
 
 @pytest.fixture(scope="module")
 def wave_a() -> torch.Tensor:
-    """Input A: 4 s at 16 kHz, 0.5 sin(2π 440 t) + 0.2 sin(2π(100 t + 900 t²)) + 0.25 [n >= 32000], float64
-    then float32; [1, 64000]."""
-    n = np.arange(64000)
-    t = n / 16000
-    x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * (100 * t + 900 * t**2)) + 0.25 * (n >= 32000)
-    return torch.from_numpy(x.astype(np.float32))[None]
-
-
-def video_v(frames: int = 96, height: int = 240, width: int = 426) -> np.ndarray:
-    """Video V: v[t, y, x, c] = (7x + 13y + 29t + 71c) mod 256, uint8 RGB [T, H, W, 3] (uint8 sums wrap mod 256)."""
-    t = (29 * np.arange(frames) % 256).astype(np.uint8)[:, None, None, None]
-    y = (13 * np.arange(height) % 256).astype(np.uint8)[None, :, None, None]
-    x = (7 * np.arange(width) % 256).astype(np.uint8)[None, None, :, None]
-    c = (71 * np.arange(3) % 256).astype(np.uint8)
-    return t + y + x + c
+    """Input A, [1, 64000]."""
+    return torch.from_numpy(spec_audio_a())[None]
 
 
 @pytest.fixture(scope="module")

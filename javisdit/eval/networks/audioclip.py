@@ -6,7 +6,8 @@ FAD uses only the ESResNeXt-FBSP head (``javisdit.eval.networks.esresnext``) of 
 applies for its logits. The file is a flat state dict of the whole AudioCLIP (861 keys: CLIP RN50 and its
 text tower, and the 370 ``audio.*`` keys). ``load_audioclip`` takes the ``audio.*`` keys strictly (all
 there, shapes equal, none extra), skips the CLIP keys by their known names and refuses anything else.
-Upstream loads the whole file with ``strict=False``; the number of skipped CLIP keys is logged.
+(Upstream loads the whole file non-strictly and ignores the difference; here the number of skipped CLIP
+keys is logged.)
 
 Inputs (``fad_input``):
 

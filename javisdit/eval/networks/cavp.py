@@ -266,9 +266,9 @@ def read_cavp_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         reason = _load_failure(error)
         if "global" in reason:  # an object outside the weights-only allow-list
             raise WeightsMismatchError(
-                f"{path} holds Python objects that safe loading (weights_only=True) refuses ({reason}); from a copy "
-                "you trust, keep only its weights: python -c \"import torch; c = torch.load('IN', weights_only=False); "
-                "torch.save({'state_dict': c['state_dict']}, 'OUT')\"") from None
+                f"{path} holds Python objects that safe loading (weights_only=True) refuses ({reason}); the "
+                "published cavp_epoch66.ckpt holds only tensors, numbers and strings: use that file, or one whose "
+                "'state_dict' entry is a dict of tensors") from None
         raise WeightsMismatchError(f"{path} cannot be read as a torch checkpoint ({reason})") from None
     if isinstance(ckpt, Mapping) and "state_dict" in ckpt:
         ckpt = ckpt["state_dict"]
