@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from javisdit.distributed import wait_for_main
 from javisdit.errors import UserError
 from javisdit.eval import metrics, report, scores
 from javisdit.eval.groups import GROUPS, NOT_IMPLEMENTED, Failure, Group, Networks, compute
@@ -128,6 +129,8 @@ class Evaluation:
                 self._aggregate(group, todo, values)
                 self._write()
             self.nets.release()
+        if self.world > 1:  # leave together: a rank that tears its group down early can abort the others
+            wait_for_main()
         return self.results
 
     def _per_sample(self, group: Group, keys: tuple[str, ...]) -> dict[int, dict[str, Any]]:
