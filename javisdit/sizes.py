@@ -2,7 +2,8 @@
 
 Every table maps an aspect-ratio key (``H/W`` rounded to two decimals, as a string) to the frame size
 ``(H, W)`` in pixels, for one pixel budget ``S``. The video-style tables (``144p`` ... ``4k``) come from
-Open-Sora 1.2; the square-budget tables (``256`` ... ``2880``) from PixArt. Note that aspect ratios are
+Open-Sora 1.2; the square-budget tables (``256`` ... ``2880``) from PixArt, and ``64``
+(PixArt's layout at 64x64, JavisDiT-mini's size). Note that aspect ratios are
 written ``H:W``, so ``"9:16"`` (``0.56``) is a landscape frame, e.g. 240x426 at 240p.
 """
 
@@ -122,6 +123,7 @@ def _scaled(table: dict[str, tuple[int, int]], num: int, den: int) -> dict[str, 
 
 
 _PIXART_TABLES = {
+    "64": (4096, _scaled(_PIXART_1024, 1, 16)),  # JavisDiT-mini's 64x64 (configs/mini)
     "256": (65536, _scaled(_PIXART_1024, 1, 4)),
     "512": (262144, _scaled(_PIXART_1024, 1, 2)),
     "1024": (1048576, _PIXART_1024),

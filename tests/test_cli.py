@@ -58,7 +58,7 @@ def test_user_errors_are_one_line(run_script, argv, message):
 def test_argparse_errors_exit_2(run_script):
     result = run_script("inference.py", SAMPLE, "--resolution", "999p")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "argument --resolution: unknown resolution '999p'; valid: 144p" in result.stderr
+    assert "argument --resolution: unknown resolution '999p'; valid: 64, 144p" in result.stderr
 
 
 def test_missing_pipeline_is_a_user_error(monkeypatch, capsys):

@@ -56,7 +56,8 @@ def test_image_size(resolution, aspect_ratio, size):
 def test_tables_shape():
     video = ["144p", "240p", "360p", "480p", "720p", "1080p", "2k", "4k"]
     assert all(len(ASPECT_RATIOS[name][1]) == 17 for name in video)
-    assert all(len(ASPECT_RATIOS[name][1]) == 40 for name in ["256", "512", "1024", "2048", "2880"])
+    assert all(len(ASPECT_RATIOS[name][1]) == 40 for name in ["64", "256", "512", "1024", "2048", "2880"])
+    assert ASPECT_RATIOS["64"][1]["1.00"] == (64, 64) and ASPECT_RATIOS["64"][1]["0.50"] == (44, 88)
     # every H:W name maps to a key of every video-style table
     assert all(key in ASPECT_RATIOS[name][1] for name in video for key in ASPECT_RATIO_NAMES.values())
     # each table's frames stay near its pixel budget
@@ -74,7 +75,7 @@ def test_clip_sizes():
 
 
 def test_unknown_resolution_lists_valid():
-    with pytest.raises(ConfigError, match=r"unknown resolution '300p'; valid: 144p, 256, 240p"):
+    with pytest.raises(ConfigError, match=r"unknown resolution '300p'; valid: 64, 144p, 256, 240p"):
         get_image_size("300p", "9:16")
 
 

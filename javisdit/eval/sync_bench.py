@@ -1,12 +1,13 @@
 """The JavisDiT-mini synchronisation benchmark, on the data side: what the measures of ``eval.sync`` give
 on real clips of the bouncing-ball set (the ceiling), on the same clips with another clip's audio (chance),
 and how well each weight-free measure separates synchronous from asynchronous pairs (AUROC over shifted,
-swapped, muted and reversed audio). The rows for generated clips (the model and its ablations) use the
-same ``clip_scores``.
+swapped, muted and reversed audio); and on clips generated from the held-out captions by the model and by
+its ablations (``generated_rows``), scored by the same ``clip_scores``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from javisdit.datasets.bouncing import COLOURS, MATERIALS
+from javisdit.errors import UserError
 from javisdit.eval.av_align import av_align
 from javisdit.eval.media import load_sample
 from javisdit.eval.sync import Variant, async_variants, auroc, event_scores, impact_times, prf, swap_audio
@@ -23,6 +25,13 @@ from javisdit.eval.sync_detect import audio_onsets, burst_features, classify_bur
 logger = logging.getLogger(__name__)
 
 TOLERANCES_FRAMES = (1, 2)
+#: generated-clip conditions: row name -> (VASTDiT3.skip_sync, prior tokens replaced by the learned null prior)
+CONDITIONS: dict[str, tuple[frozenset[str], bool]] = {
+    "model": (frozenset(), False),
+    "model, null ST-prior": (frozenset(), True),
+    "model, no video-audio cross-attention": (frozenset({"va_cross"}), False),
+    "model, neither (stage-1 towers alone)": (frozenset({"va_cross", "st_prior"}), False),
+}
 ASYNC_SHIFT_FRAMES = (3, 12)  # a 2-frame shift would still count as in sync at ±2 frames
 
 
@@ -105,6 +114,97 @@ def data_baselines(csv: str | Path, num_clips: int | None = None, seed: int = 0)
         "protocol": {"csv": str(csv), "clips": len(clips), "seed": seed, "tolerances_frames": TOLERANCES_FRAMES,
                      "async_shift_frames": ASYNC_SHIFT_FRAMES, "sample_rate": 16000},
     }
+
+
+def _slug(name: str) -> str:
+    """A condition's folder name: ``model, null ST-prior`` -> ``model_null_ST-prior``."""
+    return "_".join("".join(c for c in name if c.isalnum() or c in " -").split())
+
+
+class _NullPrior:
+    """Stands in for the prior encoder: every caption gets the model's learned null prior (the ablation that
+    removes what the ST-prior estimator says about the caption, keeping the blocks that read it)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, texts: Sequence[str], generator=None) -> dict:
+        spatial, temporal = self.model.null_prior()
+        B = len(texts)
+        return {"spatial_prior": spatial.expand(B, -1, -1), "temporal_prior": temporal.expand(B, -1, -1)}
+
+
+def generated_rows(cfg, csv: str | Path, num_clips: int, seed: int = 0, batch_size: int = 10,
+                   conditions: Sequence[str] = tuple(CONDITIONS), save_dir: str | Path | None = None) -> dict:
+    """Generate a clip for each of the first ``num_clips`` captions of ``csv`` (held-out captions) under each
+    condition of ``CONDITIONS`` (the same seed per caption in every condition: clip ``i`` uses ``seed + i``)
+    with the inference config ``cfg``, and score them; plus chance: the model's videos with another generated
+    clip's audio. Returns ``{row name: summary}`` and ``protocol``; with ``save_dir`` the mp4s are kept."""
+    import torch
+
+    from javisdit.eval.checkpoints import file_hash
+    from javisdit.inference.media import to_uint8_frames, write_mp4
+    from javisdit.inference.pipeline import build_models, generate, process_prompt
+    from javisdit.models import geometry
+    from javisdit.sizes import get_clip_size
+    from javisdit.utils.dtype import torch_dtype
+    from javisdit.utils.seed import set_seed
+
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        raise UserError(f"unknown condition(s) {unknown}; valid: {', '.join(CONDITIONS)}")
+    table = pd.read_csv(csv, keep_default_na=False).head(num_clips)
+    records = table.to_dict("records")
+    if not records:
+        raise UserError(f"{csv}: no captions to generate from")
+    dtype = torch_dtype(cfg.dtype)
+    clip = get_clip_size(cfg.num_frames, cfg.resolution, cfg.aspect_ratio, cfg.get("image_size"))
+    fps = int(cfg.fps)
+    set_seed(int(cfg.seed))
+    gen = build_models(cfg, torch.device("cpu"), dtype)
+    results: dict = {}
+    model_clips: list[tuple[np.ndarray, np.ndarray, dict]] = []
+    for name in conditions:
+        skip, null_prior = CONDITIONS[name]
+        gen.model.skip_sync = skip
+        models = dataclasses.replace(gen, prior_encoder=_NullPrior(gen.model)) if null_prior else gen
+        rows = []
+        for start in range(0, len(records), batch_size):
+            batch = records[start : start + batch_size]
+            texts = [process_prompt(r["text"], cfg) for r in batch]
+            generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(batch))]
+            video, audio = generate(models, texts, clip, fps, dtype, generators)
+            for i, record in enumerate(batch):
+                frames, wave = to_uint8_frames(video[i]), audio[i].float().cpu().numpy()
+                score = clip_scores(frames, fps, wave, geometry.SAMPLE_RATE, record["colours"].split(),
+                                    record["materials"].split())
+                rows.append(score)
+                if name == "model":
+                    model_clips.append((frames, wave, record))
+                if save_dir is not None:
+                    folder = Path(save_dir) / _slug(name)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    write_mp4(folder / f"sample_{start + i:04d}.mp4", frames, fps, wave, geometry.SAMPLE_RATE)
+        gen.model.skip_sync = frozenset()
+        results[name] = _summary(rows)
+        logger.info("%s: %s", name, results[name])
+    if model_clips:
+        rng = np.random.default_rng(seed)
+        swapped = [wave for _, wave in swap_audio([w for _, w, _ in model_clips], rng)]
+        chance = [clip_scores(frames, fps, swapped[i], geometry.SAMPLE_RATE, r["colours"].split(),
+                              r["materials"].split()) for i, (frames, _, r) in enumerate(model_clips)]
+        results["model, swapped audio (chance)"] = _summary(chance)
+    sampler = cfg.scheduler
+    results["protocol"] = {
+        "csv": str(csv), "captions": len(records), "seed": seed, "seeds": f"clip i: {seed} + i",
+        "clip": dict(zip(("frames", "height", "width"), clip)), "fps": fps, "dtype": str(cfg.dtype),
+        "sampling_steps": int(sampler.get("num_sampling_steps", 30)), "cfg_scale": float(sampler.get("cfg_scale", 7.0)),
+        "tolerances_frames": TOLERANCES_FRAMES,
+        "weights": {key: file_hash(cfg[key]["from_pretrained"]) for key in ("model", "prior_encoder", "vae", "audio_vae",
+                                                                              "text_encoder")
+                    if cfg.get(key) and cfg[key].get("from_pretrained") and Path(cfg[key]["from_pretrained"]).exists()},
+    }
+    return results
 
 
 def markdown(results: dict) -> str:

@@ -3,7 +3,7 @@ VAE (audio) trained from scratch, the first stage of a recipe that builds its ow
 
 The config's ``autoencoder`` (``"video"`` or ``"audio"``) picks the one that trains, built from ``vae`` or
 ``audio_vae`` exactly as the inference configs build it; one run per autoencoder. The objective is
-LDM's: an L1 reconstruction plus ``kl_weight`` times the KL divergence of the posterior to N(0, I), both
+LDM's: an L1 reconstruction (``reconstruction_loss="l2"``: the mean squared error) plus ``kl_weight`` times the KL divergence of the posterior to N(0, I), both
 per input element (LDM sums both over the sample; dividing both by its element count keeps their ratio,
 so LDM's weight of 1e-6 means the same here, and keeps the loss of order one).
 
@@ -11,11 +11,18 @@ so LDM's weight of 1e-6 means the same here, and keeps the loss of order one).
   temporal VAE chunk by chunk of 17 frames -> posterior sample -> temporal decoder -> spatial decoder ->
   pixels; L1 in pixel space, KL of both posteriors. Both VAEs train jointly, end to end: the chain is the
   one ``encode``/``decode`` run at inference, and every weight of both gets a gradient from the pixels.
+  From scratch the two are better trained one after the other (``autoencoder_parts``): ``"spatial"``
+  trains the spatial VAE alone as an image autoencoder (pixels -> latent -> pixels, frame by frame; the
+  temporal VAE untouched), then ``"temporal"`` trains the temporal VAE through the chain above with the
+  spatial one frozen (``vae.from_pretrained`` the first run's ``model/``). ``"all"`` (default) trains both.
 * audio: the log-mel [B, 1, T, 64] of the 16 kHz waveform (the dataset's ``MelFrontEnd``) -> mel VAE ->
   posterior sample -> decoder; L1 on the mel, KL of the posterior. The vocoder is not trained.
 
 Posterior noise is drawn in the order and shapes of the modules' own ``encode``, from each sample's
-generator, so a step is independent of batch mates and of the number of processes.
+generator, so a step is independent of batch mates and of the number of processes. An autoencoder built
+with ``sample_posterior=False`` trains on the posterior means instead (a deterministic autoencoder, as it
+then encodes): from scratch this learns much faster, because the untrained temporal VAE's posterior noise
+(std ~1) otherwise drowns the spatial latents it receives (scaled by 0.18215); the KL term stays.
 
 After training the latents must have unit variance for the diffusion stages. Every saved model folder
 (each checkpoint's ``model/``) therefore re-encodes the last ``latent_stats_batches`` batches of this
@@ -59,6 +66,11 @@ def _has_weights(module: nn.Module) -> bool:
 Batch = Mapping[str, Any]
 #: config value -> (the config section built, the batch key trained on)
 AUTOENCODERS = {"video": ("vae", "video"), "audio": ("audio_vae", "audio")}
+#: ``autoencoder_parts`` of the video autoencoder: what trains (the rest is frozen)
+VIDEO_PARTS = ("all", "spatial", "temporal")
+#: ``reconstruction_loss``: LDM's L1 (default), or the mean squared error, which weighs large errors more:
+#: small objects on flat backgrounds (JavisDiT-mini's balls) are learned far sooner
+RECONSTRUCTION_LOSSES = {"l1": lambda a, b: (a - b).abs().mean(), "l2": lambda a, b: (a - b).pow(2).mean()}
 
 
 # ----- helpers ---------------------------------------------------------------------------------------------
@@ -91,10 +103,12 @@ def _generators(states: Sequence[torch.Tensor]) -> list[torch.Generator]:
 class VideoAutoencoderObjective(nn.Module):
     """``OpenSoraVAE_V1_2`` with its training loss as ``forward``."""
 
-    def __init__(self, autoencoder: nn.Module, kl_weight: float):
+    def __init__(self, autoencoder: nn.Module, kl_weight: float, parts: str = "all", loss: str = "l1"):
         super().__init__()
         self.autoencoder = autoencoder
         self.kl_weight = kl_weight
+        self.parts = parts
+        self.distance = RECONSTRUCTION_LOSSES[loss]
 
     def forward(self, video: torch.Tensor, generators: Sequence[torch.Generator]
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -105,16 +119,24 @@ class VideoAutoencoderObjective(nn.Module):
         posterior = spatial.encode(frames).latent_dist
         mean, logvar = posterior.mean.unflatten(0, (B, T)), posterior.logvar.unflatten(0, (B, T))  # [B, T, 4, h, w]
         kl = _kl(mean, logvar)
-        z = _sample(mean, logvar, generators).transpose(1, 2) * SPATIAL_SCALING  # [B, 4, T, h, w]
+        sample = self.autoencoder.sample_posterior
+        z = (_sample(mean, logvar, generators) if sample else mean).transpose(1, 2)  # [B, 4, T, h, w]
+        if self.parts == "spatial":  # each frame through the spatial VAE alone (an image autoencoder)
+            pixels = spatial.decode(z.transpose(1, 2).flatten(0, 1)).sample.unflatten(0, (B, T)).transpose(1, 2)
+            reconstruction = self.distance(pixels.float(), video.float())
+            kl = kl.mean() / video[0].numel()
+            return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
+        z = z * SPATIAL_SCALING
         decoded = []
         for part in z.split(geometry.VIDEO_CHUNK_FRAMES, dim=2):  # the chunks encode and decode use
             chunk_mean, chunk_logvar = temporal.encode(part)  # [B, 4, T'_chunk, h, w]
             kl = kl + _kl(chunk_mean, chunk_logvar)
-            decoded.append(temporal.decode(_sample(chunk_mean, chunk_logvar, generators), num_frames=part.shape[2]))
+            chunk = _sample(chunk_mean, chunk_logvar, generators) if sample else chunk_mean
+            decoded.append(temporal.decode(chunk, num_frames=part.shape[2]))
         z_hat = torch.cat(decoded, dim=2) / SPATIAL_SCALING  # [B, 4, T, h, w]
         pixels = spatial.decode(z_hat.transpose(1, 2).flatten(0, 1)).sample  # [B·T, 3, H, W]
         pixels = pixels.unflatten(0, (B, T)).transpose(1, 2)
-        reconstruction = (pixels.float() - video.float()).abs().mean()
+        reconstruction = self.distance(pixels.float(), video.float())
         kl = kl.mean() / video[0].numel()
         return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
 
@@ -122,18 +144,19 @@ class VideoAutoencoderObjective(nn.Module):
 class AudioAutoencoderObjective(nn.Module):
     """``AudioLDM2`` (its mel VAE trains, its vocoder stays as built) with the training loss as ``forward``."""
 
-    def __init__(self, autoencoder: nn.Module, kl_weight: float):
+    def __init__(self, autoencoder: nn.Module, kl_weight: float, loss: str = "l1"):
         super().__init__()
         self.autoencoder = autoencoder
         self.kl_weight = kl_weight
+        self.distance = RECONSTRUCTION_LOSSES[loss]
 
     def forward(self, mel: torch.Tensor, generators: Sequence[torch.Generator]
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """log-mel [B, 1, T, 64] -> (loss, {``loss/reconstruction``, ``loss/kl``})."""
         vae = self.autoencoder.vae
         posterior = vae.encode(mel.to(vae.dtype)).latent_dist  # [B, 8, T/4, 16]
-        z = _sample(posterior.mean, posterior.logvar, generators)
-        reconstruction = (vae.decode(z).sample.float() - mel.float()).abs().mean()
+        z = _sample(posterior.mean, posterior.logvar, generators) if self.autoencoder.sample_posterior else posterior.mean
+        reconstruction = self.distance(vae.decode(z).sample.float(), mel.float())
         kl = _kl(posterior.mean, posterior.logvar).mean() / mel[0].numel()
         return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
 
@@ -191,6 +214,14 @@ class AutoencoderStage:
             raise ConfigError(f"autoencoder={kind!r} trains the config's {self.section}, which it lacks")
         if kind == "video" and cfg.get("dataset") is not None and cfg.dataset.get("audio_only"):
             raise ConfigError("autoencoder='video' trains on video clips: dataset.audio_only must be False")
+        self.parts = cfg.get("autoencoder_parts", "all")
+        if self.parts not in VIDEO_PARTS or (kind == "audio" and self.parts != "all"):
+            raise ConfigError(f"autoencoder_parts must be one of {', '.join(map(repr, VIDEO_PARTS))} (the video "
+                              f"autoencoder's; the audio one trains 'all'), got {self.parts!r}")
+        self.reconstruction_loss = cfg.get("reconstruction_loss", "l1")
+        if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
+            raise ConfigError(f"reconstruction_loss must be one of {', '.join(map(repr, RECONSTRUCTION_LOSSES))}, "
+                              f"got {self.reconstruction_loss!r}")
         self.kl_weight = float(cfg.kl_weight)
         if not self.kl_weight >= 0:
             raise ConfigError(f"kl_weight must be >= 0, got {cfg.kl_weight}")
@@ -207,13 +238,18 @@ class AutoencoderStage:
         self.device, self.dtype = device, dtype
         autoencoder = build_module(self.cfg[self.section], MODELS)
         if self.kind == "video":
-            autoencoder.requires_grad_(True)
-            diffusers_parts = [autoencoder.spatial_vae.module]
-            objective: nn.Module = VideoAutoencoderObjective(autoencoder, self.kl_weight)
+            autoencoder.requires_grad_(False)
+            trained = {"all": [autoencoder.spatial_vae, autoencoder.temporal_vae], "spatial": [autoencoder.spatial_vae],
+                       "temporal": [autoencoder.temporal_vae]}[self.parts]
+            for part in trained:
+                part.requires_grad_(True)
+            diffusers_parts = [autoencoder.spatial_vae.module] if self.parts != "temporal" else []
+            objective: nn.Module = VideoAutoencoderObjective(autoencoder, self.kl_weight, self.parts,
+                                                             self.reconstruction_loss)
         else:
             autoencoder.vae.requires_grad_(True)
             diffusers_parts = [autoencoder.vae]
-            objective = AudioAutoencoderObjective(autoencoder, self.kl_weight)
+            objective = AudioAutoencoderObjective(autoencoder, self.kl_weight, self.reconstruction_loss)
         if self.cfg.grad_checkpoint:  # the loop's switch; diffusers models have their own (the temporal VAE none)
             for part in diffusers_parts:
                 part.enable_gradient_checkpointing()

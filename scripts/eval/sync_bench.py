@@ -1,8 +1,12 @@
-"""The JavisDiT-mini synchronisation benchmark, data baselines: ``python scripts/eval/sync_bench.py
---data-csv data/mini/heldout.csv --output-file runs/sync_bench.json [--num-clips 100] [--seed 0]``.
+"""The JavisDiT-mini synchronisation benchmark (javisdit/eval/sync_bench.py):
 
-Writes the JSON (with its protocol) and a Markdown table beside it: the clips as they are (the ceiling),
-with another clip's audio (chance), and the AUROC of each measure on sync/async pairs."""
+    python scripts/eval/sync_bench.py --data-csv data/mini/heldout.csv --output-file runs/sync_bench.json \\
+        [--num-clips 100] [--config configs/mini/inference.py --num-generated 50] [--seed 0]
+
+Writes the JSON (with its protocol) and a Markdown table beside it. Data rows: the clips as they are (the
+ceiling), with another clip's audio (chance), and the AUROC of each sync measure on sync/async pairs. With
+--config, clips generated from the held-out captions by the model and by its ablations (null ST-prior, no
+video-audio cross-attention, neither), and the model's videos with swapped audio (chance)."""
 
 import argparse
 import json
@@ -13,19 +17,41 @@ from javisdit.errors import UserError
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--data-csv", required=True, help="a CSV of make_mini_data.py (e.g. heldout.csv)")
     parser.add_argument("--output-file", required=True, help="result JSON; the .md table is written beside it")
-    parser.add_argument("--num-clips", type=int, default=None, help="the first N rows (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the shifts and swaps")
+    parser.add_argument("--num-clips", type=int, default=None, help="data rows: the first N clips (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the shifts and swaps; clip i is generated with seed + i")
+    parser.add_argument("--config", default=None, help="an inference config (e.g. configs/mini/inference.py): add "
+                        "the rows of generated clips")
+    parser.add_argument("--num-generated", type=int, default=50, help="captions generated per condition")
+    parser.add_argument("--conditions", nargs="+", default=None, metavar="NAME",
+                        help="generated conditions to run (default: all; see CONDITIONS in javisdit/eval/sync_bench.py)")
+    parser.add_argument("--batch-size", type=int, default=10, help="captions per generation batch")
+    parser.add_argument("--save-dir", default=None, help="keep the generated mp4s here, a folder per condition")
+    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="overrides of the inference config, e.g. scheduler.num_sampling_steps=10")
     args = parser.parse_args(argv)
-    from javisdit.eval.sync_bench import data_baselines, markdown
+    from javisdit.errors import ConfigError
+    from javisdit.eval.sync_bench import CONDITIONS, data_baselines, generated_rows, markdown
+    from javisdit.utils.logging import setup_logging
 
+    setup_logging()
     try:
         if not Path(args.data_csv).is_file():
             raise UserError(f"--data-csv {args.data_csv}: no such file")
         results = data_baselines(args.data_csv, args.num_clips, args.seed)
-    except UserError as err:
+        if args.config is not None:
+            from javisdit.config import parse_configs
+
+            cfg = parse_configs("inference", [args.config, *(["--cfg-options", *args.cfg_options]
+                                                             if args.cfg_options else [])])
+            generated = generated_rows(cfg, args.data_csv, args.num_generated, args.seed, args.batch_size,
+                                       args.conditions or tuple(CONDITIONS), args.save_dir)
+            protocol = {"data": results.pop("protocol"), "generated": generated.pop("protocol")}
+            results = {**results, **generated, "protocol": protocol}
+    except (UserError, ConfigError) as err:
         sys.stderr.write(f"error: {err}\n")
         return 2
     out = Path(args.output_file)

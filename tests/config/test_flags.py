@@ -172,7 +172,7 @@ def test_str2bool_false(text):
         (["--batch-size", "0"], "argument --batch-size: must be a positive integer"),
         (["--num-frames", "0"], "argument --num-frames: invalid number of frames '0'"),
         (["--num-frames", "5q"], "argument --num-frames: invalid number of frames '5q'"),
-        (["--resolution", "300p"], "argument --resolution: unknown resolution '300p'; valid: 144p"),
+        (["--resolution", "300p"], "argument --resolution: unknown resolution '300p'; valid: 64, 144p"),
         (["--aspect-ratio", "7:5"], "argument --aspect-ratio: unknown aspect ratio '7:5'; valid: 3:8"),
         (["--dtype", "fp8"], "argument --dtype: invalid choice: 'fp8'"),
         (["--verbose", "3"], "argument --verbose: invalid choice: 3"),

@@ -36,7 +36,7 @@ def test_probabilities():
 
 
 def test_bucket_config_errors():
-    with pytest.raises(ConfigError, match=r"unknown resolution\(s\) \['300p'\]; valid: 144p"):
+    with pytest.raises(ConfigError, match=r"unknown resolution\(s\) \['300p'\]; valid: 64, 144p"):
         Bucket({"300p": {51: (1.0, 2)}})
     with pytest.raises(ConfigError, match="must be \\(probability, batch_size\\)"):
         Bucket({"144p": {51: 1.0}})

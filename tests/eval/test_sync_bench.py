@@ -5,6 +5,7 @@ import json
 import pytest
 
 from javisdit.datasets.bouncing import make_mini_dataset
+from javisdit.errors import UserError
 from javisdit.eval.sync_bench import data_baselines, markdown
 
 
@@ -44,3 +45,27 @@ def test_script_writes_json_and_table(mini, tmp_path, capsys):
     assert out.with_suffix(".md").read_text().startswith("| condition |")
     assert sync_bench.main(["--data-csv", str(tmp_path / "none.csv"), "--output-file", str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_generated_rows_score_every_condition(mini, tmp_path):
+    """The model rows with the tiny random model: every condition scores the same captions and seeds, the
+    clips are kept when asked, and the protocol names the sampler and the sizes."""
+    from conftest import REPO
+    from javisdit.config import parse_configs
+    from javisdit.eval.sync_bench import CONDITIONS, generated_rows
+
+    cfg = parse_configs("inference", [str(REPO / "configs/tiny/inference.py"), "--cfg-options",
+                                      "scheduler.num_sampling_steps=2"])
+    results = generated_rows(cfg, mini["stage3_jav"], num_clips=2, seed=5, batch_size=2, save_dir=tmp_path)
+    for name in CONDITIONS:
+        assert results[name]["clips"] == 2 and 0.0 <= results[name]["f1_2f"] <= 1.0
+    assert results["model, swapped audio (chance)"]["clips"] == 2
+    protocol = results["protocol"]
+    assert protocol["sampling_steps"] == 2 and protocol["clip"] == {"frames": 17, "height": 144, "width": 256}
+    assert protocol["seeds"] == "clip i: 5 + i" and protocol["captions"] == 2
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["sample_0000.mp4", "sample_0001.mp4"]
+    assert (tmp_path / "model_null_ST-prior" / "sample_0001.mp4").is_file()
+    with pytest.raises(UserError, match="unknown condition"):
+        generated_rows(cfg, mini["stage3_jav"], num_clips=1, conditions=["model, no T5"])
+    with pytest.raises(UserError, match="no captions"):  # 6 clips hold no held-out one (every tenth is)
+        generated_rows(cfg, mini["heldout"], num_clips=2)

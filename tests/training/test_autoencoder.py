@@ -234,3 +234,61 @@ def test_audio_script_trains_and_saves(synthetic_data, tmp_path):
                                       f"audio_vae.from_pretrained={model}"])
     audio_vae = build_module(cfg.audio_vae, MODELS)
     assert audio_vae.scaling_factor == json.loads((model / "vae" / "config.json").read_text())["scaling_factor"]
+
+
+@pytest.mark.parametrize("parts", ["spatial", "temporal"])
+def test_video_parts_train_alone(parts):
+    """autoencoder_parts: only the named VAE gets gradients; "spatial" decodes each frame's own latent."""
+    _, model = _stage("vae_video.py", f"autoencoder_parts={parts}")
+    spatial, temporal = model.autoencoder.spatial_vae, model.autoencoder.temporal_vae
+    trained, frozen = (spatial, temporal) if parts == "spatial" else (temporal, spatial)
+    assert all(p.requires_grad for p in trained.parameters())
+    assert not any(p.requires_grad for p in frozen.parameters())
+    loss, parts_ = model(_video(), sample_generators([0]))
+    loss.backward()
+    assert loss.item() > 0 and parts_["loss/kl"].item() >= 0
+    assert all(p.grad is None for p in frozen.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trained.parameters())
+    if parts == "spatial":  # the image autoencoder: L1 of each frame's own spatial round trip (posterior means)
+        _, deterministic = _stage("vae_video.py", "autoencoder_parts=spatial", "vae.sample_posterior=False")
+        deterministic.load_state_dict(model.state_dict())
+        video = _video()
+        frames = video.transpose(1, 2).flatten(0, 1)
+        sp = deterministic.autoencoder.spatial_vae.module
+        expected = (sp.decode(sp.encode(frames).latent_dist.mean).sample - frames).abs().mean()
+        _, values = deterministic(video, sample_generators([0]))
+        torch.testing.assert_close(values["loss/reconstruction"], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_audio_refuses_parts():
+    with pytest.raises(Exception, match="autoencoder_parts must be one of"):
+        _stage("vae_audio.py", "autoencoder_parts=spatial")
+
+
+def test_posterior_means_make_the_loss_noise_free():
+    """sample_posterior=False trains a deterministic autoencoder: the loss does not depend on the noise."""
+    _, model = _stage("vae_video.py", "vae.sample_posterior=False")
+    video = _video()
+    a = model(video, sample_generators([0]))[0]
+    b = model(video, sample_generators([7]))[0]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    _, sampled = _stage("vae_video.py")
+    sampled.load_state_dict(model.state_dict())
+    assert not torch.equal(sampled(video, sample_generators([0]))[0], sampled(video, sample_generators([7]))[0])
+
+
+def test_l2_reconstruction_loss_is_the_mean_squared_error():
+    _, model = _stage("vae_video.py", "autoencoder_parts=spatial", "vae.sample_posterior=False", "reconstruction_loss=l2")
+    video = _video()
+    frames = video.transpose(1, 2).flatten(0, 1)
+    sp = model.autoencoder.spatial_vae.module
+    expected = (sp.decode(sp.encode(frames).latent_dist.mean).sample - frames).pow(2).mean()
+    _, values = model(video, sample_generators([0]))
+    torch.testing.assert_close(values["loss/reconstruction"], expected, rtol=1e-6, atol=1e-7)
+    _, audio = _stage("vae_audio.py", "audio_vae.sample_posterior=False", "reconstruction_loss=l2")
+    mel = _mel()
+    vae = audio.autoencoder.vae
+    expected = (vae.decode(vae.encode(mel).latent_dist.mean).sample - mel).pow(2).mean()
+    torch.testing.assert_close(audio(mel, sample_generators([0]))[1]["loss/reconstruction"], expected, rtol=1e-6, atol=1e-7)
+    with pytest.raises(Exception, match="reconstruction_loss must be one of 'l1', 'l2'"):
+        _stage("vae_video.py", "reconstruction_loss=l3")

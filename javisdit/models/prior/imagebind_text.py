@@ -173,7 +173,8 @@ def imagebind_file(path: str | os.PathLike) -> Path:
 
 def load_imagebind_text(tower: ImageBindTextTower, path: str | os.PathLike,
                         config_key: str = "prior_encoder.imagebind_ckpt_path") -> None:
-    """Load the text entries of an ImageBind checkpoint into ``tower``, strictly.
+    """Load the text entries of an ImageBind checkpoint (``.pth``, or ``.safetensors`` with the same keys)
+    into ``tower``, strictly.
 
     The other modalities' entries (vision, audio, depth, thermal, IMU) are skipped by name; any
     other key, or a missing or mis-shaped text key, is an error.
@@ -189,7 +190,12 @@ def load_imagebind_text(tower: ImageBindTextTower, path: str | os.PathLike,
             f"tower); download it (4.5 GB) with `wget -P {file.parent} {IMAGEBIND_URL}` or set {config_key} "
             f"to the folder that holds {IMAGEBIND_FILE}"
         )
-    state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    if file.suffix == ".safetensors":  # a tower of our own (JavisDiT-mini's), in the same key layout
+        from safetensors.torch import load_file
+
+        state = load_file(str(file))
+    else:
+        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     text = {k: v for k, v in state.items() if k.startswith(TEXT_PREFIXES)}
     others = [k for k in state if k not in text]
     unknown = [k for k in others if _modality(k) not in OTHER_MODALITIES]
@@ -205,3 +211,20 @@ def load_imagebind_text(tower: ImageBindTextTower, path: str | os.PathLike,
     tower.load_state_dict(text, strict=True)
     logger.info("loaded ImageBind's text tower from %s (%d tensors; %d of other modalities skipped)",
                 file, len(text), len(others))
+
+
+def write_random_text_tower(path: str | os.PathLike, preset: str = "tiny", seed: int = 0) -> Path:
+    """A randomly initialised text tower of ``preset`` saved (fp16) as a ``.safetensors`` file in ImageBind's
+    key layout, which ``load_imagebind_text`` reads: a frozen prior text encoder for models trained from
+    scratch (JavisDiT-mini). The same ``preset`` and ``seed`` give the same weights."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        tower = ImageBindTextTower.from_preset(preset)
+    state = {k: v.to(torch.float16).contiguous() for k, v in tower.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "pt"})
+    return path
+

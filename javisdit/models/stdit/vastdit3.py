@@ -22,6 +22,10 @@ from javisdit.models.stdit.config import VASTDiT3Config
 from javisdit.models.stdit.stdit3 import STDiT3, check_shape, zero_output_weights
 
 
+#: the synchronisation modules ``VASTDiT3.skip_sync`` may name: ST-prior cross-attention, video-audio cross-attention
+SYNC_MODULES = ("st_prior", "va_cross")
+
+
 class VASTDiT3(STDiT3):
     config: VASTDiT3Config
 
@@ -48,6 +52,9 @@ class VASTDiT3(STDiT3):
         self.audio_final_layer = FinalLayer(C, math.prod(config.audio_patch_size), config.audio_out_channels,
                                             layernorm_kernel=config.enable_layernorm_kernel)
         self._init_audio_and_sync_weights()
+        # Ablation switch (inference; the sync benchmark's rows): names of ``SYNC_MODULES`` whose blocks the
+        # forward skips, as if the model had been built without them. Empty: the model as trained.
+        self.skip_sync: frozenset[str] = frozenset()
         # The audio null caption starts equal to the video one (two buffers, not an alias).
         self.audio_y_embedder.y_embedding.data.copy_(self.y_embedder.y_embedding.data)
 
@@ -221,14 +228,14 @@ class VASTDiT3(STDiT3):
             a_tokens = self._run(self.audio_spatial_blocks[i], a_tokens, ay_tokens, ay_mask, t_mlp, R, ax_mask, t0_mlp)
             a_tokens = self._run(self.audio_temporal_blocks[i], a_tokens, ay_tokens, ay_mask, t_mlp, R, ax_mask,
                                  t0_mlp, rope=self.rope)
-            if self.has_st_prior:
+            if self.has_st_prior and "st_prior" not in self.skip_sync:
                 union = cfg.prior_attn_batch_union
                 if run_video:
                     v_tokens = self._run(self.video_st_prior_blocks[i], v_tokens, sp, tp, t_st, T, x_mask, t0_st,
                                          batch_union=union)
                 a_tokens = self._run(self.audio_st_prior_blocks[i], a_tokens, sp, tp, t_st, R, ax_mask, t0_st,
                                      batch_union=union)
-            if self.has_va_cross and run_video:
+            if self.has_va_cross and run_video and "va_cross" not in self.skip_sync:
                 v_tokens, a_tokens = self._run(self.va_cross_blocks[i], v_tokens, a_tokens)
 
         out = {"audio": self._unpatchify_audio(self.audio_final_layer(a_tokens, t, R, ax_mask, t0), RM).float()}

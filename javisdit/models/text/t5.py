@@ -31,6 +31,9 @@ T5_PRESETS: dict[str, dict[str, Any]] = {
     # ByT5's vocabulary (384 ids) needs no file, so the tiny model works offline.
     "tiny": dict(d_model=32, d_ff=64, d_kv=8, num_heads=4, num_layers=2, vocab_size=384,
                  feed_forward_proj="gated-gelu", relative_attention_num_buckets=8),
+    # JavisDiT-mini's frozen random encoder over a word vocabulary (``words.write_word_t5`` sets vocab_size)
+    "mini": dict(d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, vocab_size=128,
+                 feed_forward_proj="gated-gelu", relative_attention_num_buckets=16),
 }
 
 

@@ -49,6 +49,15 @@ AUDIO_VAE_PRESETS: dict[str, dict[str, Any]] = {
                      upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4, 4],
                      resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]], normalize_before=False),
     ),
+    # JavisDiT-mini's mel VAE (configs/mini, with the Griffin-Lim vocoder; the HiFi-GAN is tiny's)
+    "mini": dict(
+        vae=dict(in_channels=1, out_channels=1, latent_channels=8, block_out_channels=(16, 32, 64),
+                 down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                 layers_per_block=1, norm_num_groups=1, sample_size=64, scaling_factor=1.0),
+        vocoder=dict(model_in_dim=64, sampling_rate=16000, upsample_initial_channel=32,
+                     upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4, 4],
+                     resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]], normalize_before=False),
+    ),
 }
 
 

@@ -23,7 +23,7 @@ SPATIAL_SCALING = 0.18215
 SHIFT = (-0.10, 0.34, 0.27, 0.98)
 SCALE = (3.85, 2.32, 2.33, 3.06)
 
-#: Architectures: the SDXL image VAE and the v1.2 temporal VAE, and a tiny pair for tests.
+#: Architectures: the SDXL image VAE and the v1.2 temporal VAE, a tiny pair for tests, JavisDiT-mini's.
 VIDEO_VAE_PRESETS: dict[str, dict[str, Any]] = {
     "v1.2": dict(
         spatial=dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
@@ -36,6 +36,14 @@ VIDEO_VAE_PRESETS: dict[str, dict[str, Any]] = {
                      down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                      layers_per_block=1, norm_num_groups=4, sample_size=64),
         temporal=dict(filters=8, num_res_blocks=1, channel_multipliers=(1, 2, 2, 4), num_groups=4),
+    ),
+    # JavisDiT-mini's (configs/mini): trained from scratch on 64x64 bouncing balls. One group per GroupNorm:
+    # with a few channels per group, a flat background's colour is normalised away and hard to learn back.
+    "mini": dict(
+        spatial=dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 32, 32),
+                     down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                     layers_per_block=1, norm_num_groups=1, sample_size=64),
+        temporal=dict(filters=16, num_res_blocks=1, channel_multipliers=(1, 2, 2, 4), num_groups=1),
     ),
 }
 

@@ -137,3 +137,20 @@ def test_registry_build_loads_prior_then_imagebind(tmp_path):
 def test_registry_build_without_imagebind_file(tmp_path):
     with pytest.raises(MissingWeightsError, match="prior_encoder.imagebind_ckpt_path: .*imagebind_huge.pth not found"):
         build_stib_prior(imagebind_ckpt_path=str(tmp_path / "checkpoints"), **TINY)
+
+
+def test_random_text_tower_file_loads_strictly_and_is_deterministic(tmp_path):
+    """JavisDiT-mini's frozen tower: a .safetensors file in ImageBind's key layout, read by the same loader."""
+    from javisdit.models.prior.imagebind_text import write_random_text_tower
+
+    a = write_random_text_tower(tmp_path / "a.safetensors", "tiny", seed=1)
+    b = write_random_text_tower(tmp_path / "b.safetensors", "tiny", seed=1)
+    assert a.read_bytes() == b.read_bytes()
+    tower = ImageBindTextTower.from_preset("tiny")
+    load_imagebind_text(tower, a)
+    from safetensors.torch import load_file
+
+    stored = load_file(str(a))
+    assert set(stored) == set(tower.state_dict())
+    key = "modality_preprocessors.text.token_embedding.weight"
+    assert stored[key].dtype == torch.float16 and torch.equal(tower.state_dict()[key], stored[key].float())

@@ -94,3 +94,28 @@ def test_initialisation_rejects_wrong_shapes():
         assert "t_block.1.weight: checkpoint [3, 3] vs model [384, 64]" in str(err)
     else:
         raise AssertionError("no error")
+
+
+def test_skip_sync_equals_a_model_without_those_modules(tiny_inputs):
+    """The benchmark's ablation switch: skipping a sync module gives what the model built without it gives."""
+    from javisdit.models.stdit.vastdit3 import SYNC_MODULES
+
+    torch.manual_seed(0)
+    joint = build_module(TINY_VA, MODELS).eval()
+    randomise_sync_modules(joint)
+    inputs = tiny_inputs()
+    full = joint(**inputs)
+    for skip, flags in [({"va_cross"}, dict(train_va_cross_attn=False)),
+                        ({"st_prior"}, dict(train_st_prior_attn=False)),
+                        (set(SYNC_MODULES), dict(train_va_cross_attn=False, train_st_prior_attn=False))]:
+        joint.skip_sync = frozenset(skip)
+        ablated = joint(**inputs)
+        without = build_module(dict(TINY_VA, **flags), MODELS).eval()
+        without.load_state_dict({k: v for k, v in joint.state_dict().items() if k in without.state_dict()}, strict=True)
+        kwargs = dict(inputs) if "st_prior" not in skip else {k: v for k, v in inputs.items() if "prior" not in k}
+        reference = without(**kwargs)
+        for key in ("video", "audio"):
+            torch.testing.assert_close(ablated[key], reference[key], rtol=0, atol=0)
+            assert not torch.allclose(ablated[key], full[key])
+    joint.skip_sync = frozenset()
+    torch.testing.assert_close(joint(**inputs)["audio"], full["audio"], rtol=0, atol=0)

@@ -1,0 +1,15 @@
+# JavisDiT-mini: generate a 2 s, 64x64 sounding video of bouncing balls with the weights shipped in
+# assets/javisdit-mini (trained here by scripts/train_mini.py), offline on a CPU:
+#   python scripts/inference.py configs/mini/inference.py --prompt "a large red rubber ball bounces slowly against a black background"
+_base_ = ["../javisdit-v0-1/_base_/inference.py", "./_base_/encoders.py", "./_base_/prior.py", "./_base_/model.py"]
+
+resolution = "64"
+aspect_ratio = "1:1"
+num_frames = 51  # v0.1's "2s": 2.125 s at 24 fps
+save_dir = "./samples/mini/"
+dtype = "fp32"
+verbose = 1
+aes = None
+
+model = dict(from_pretrained="./assets/javisdit-mini/model")
+scheduler = dict(num_sampling_steps=30, cfg_scale=7.0)

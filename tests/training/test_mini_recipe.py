@@ -1,0 +1,91 @@
+"""JavisDiT-mini's recipe: its configs, stage order, resumable record and the fp16 release."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import REPO
+from javisdit.config import check_config, parse_configs
+from javisdit.errors import UserError
+from javisdit.training.mini_recipe import RELEASE_PARTS, STAGE_NAMES, TEXT_TOWER_FILE, Recipe, release
+
+CONFIGS = {
+    "vae_video_spatial.py": "train_vae", "vae_video.py": "train_vae", "vae_audio.py": "train_vae", "extract_va.py": "extract",
+    "video_branch.py": "train", "stage1_audio.py": "train", "stage2_prior.py": "train_prior",
+    "stage3_jav.py": "train", "inference.py": "inference",
+}
+
+
+def test_stage_order_follows_the_paper():
+    assert STAGE_NAMES == ("data", "text", "vae_video_spatial", "vae_video", "vae_audio", "extract", "video_branch", "stage1_audio",
+                           "stage2_prior", "stage3_jav", "release")
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_mini_config_is_read_by_its_script(name):
+    """Each config holds only keys its script reads (the scripts refuse others) and the mini sizes."""
+    mode = CONFIGS[name]
+    cfg = parse_configs(mode, [str(REPO / "configs" / "mini" / name)])
+    check_config(cfg, mode)
+    if cfg.get("model") and cfg.model.get("type") in ("VASTDiT3-XL/2", "STDiT3-XL/2"):
+        assert (cfg.model.hidden_size, cfg.model.depth, cfg.model.caption_channels) == (128, 4, 64)
+    if mode == "inference":
+        assert (cfg.resolution, cfg.num_frames, cfg.aspect_ratio) == ("64", 51, "1:1")
+        assert cfg.model.from_pretrained == "./assets/javisdit-mini/model"
+
+
+def test_unknown_stage_and_changed_settings_are_refused(tmp_path):
+    with pytest.raises(UserError, match="unknown stage"):
+        Recipe(tmp_path).run(["stage4"])
+    (tmp_path / "recipe.json").write_text(json.dumps({"settings": {"num_clips": 10, "seed": 0, "steps_scale": 1.0}}))
+    with pytest.raises(UserError, match="other settings"):
+        Recipe(tmp_path, num_clips=3000).run(["release"])
+
+
+def _fake_recipe(out):
+    """The products of the stages, with fp32 tensors (the prior with a stage-2 encoder key)."""
+    def write(folder, state):
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(folder / "model.safetensors"))
+        (folder / "config.json").write_text("{}\n")
+
+    write(out / "text_encoder", {"shared.weight": torch.ones(3, 2, dtype=torch.float16)})
+    save_file({"modality_trunks.text.w": torch.ones(2)}, str(out / TEXT_TOWER_FILE))
+    write(out / "vae_video" / "model", {"shift": torch.zeros(4), "scale": torch.ones(4)})
+    write(out / "vae_audio" / "model" / "vae", {"encoder.conv_in.weight": torch.ones(2, 2)})
+    write(out / "stage2_prior" / "model", {"in_proj.weight": torch.ones(2, 2), "video_embedder.proj.weight": torch.ones(1)})
+    write(out / "stage3_jav" / "model", {"x_embedder.proj.weight": torch.full((2,), 1 / 3), "pos": torch.arange(3)})
+
+
+def test_release_is_fp16_in_the_shipped_layout(tmp_path):
+    out = tmp_path / "recipe"
+    with pytest.raises(UserError, match="missing"):
+        release(out, tmp_path / "release")
+    _fake_recipe(out)
+    target = release(out, tmp_path / "release")
+    assert sorted(p.name for p in target.iterdir()) == sorted(RELEASE_PARTS)
+    model = load_file(str(target / "model" / "model.safetensors"))
+    assert model["x_embedder.proj.weight"].dtype == torch.float16 and model["pos"].dtype == torch.int64
+    assert set(load_file(str(target / "prior" / "model.safetensors"))) == {"in_proj.weight"}  # stage-2 encoders left
+    assert (target / "vae_audio" / "vae" / "config.json").is_file()
+    # the recipe's release stage: done once, then skipped
+    recipe = Recipe(out)
+    assert recipe.run(["release"]).keys() == {"release"}
+    assert json.loads((out / "recipe.json").read_text())["settings"]["num_clips"] == 3000
+    assert Recipe(out).run(["release"]) == recipe.times  # nothing re-run, the recorded time kept
+
+
+def test_script_refuses_unknown_stage_and_reports_a_folder_of_other_settings(tmp_path):
+    import subprocess
+    import sys
+
+    bad = subprocess.run([sys.executable, "scripts/train_mini.py", str(tmp_path), "--stages", "stage4"], cwd=REPO,
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "argument --stages: invalid choice: 'stage4'" in bad.stderr
+    (tmp_path / "recipe.json").write_text(json.dumps({"settings": {"num_clips": 10, "seed": 0, "steps_scale": 1.0}}))
+    other = subprocess.run([sys.executable, "scripts/train_mini.py", str(tmp_path), "--stages", "release"], cwd=REPO,
+                           capture_output=True, text=True, check=False)
+    assert other.returncode == 2 and other.stderr.startswith("error: ") and "other settings" in other.stderr
+    assert "Traceback" not in other.stderr
