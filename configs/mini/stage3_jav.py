@@ -37,5 +37,5 @@ mask_ratios = dict(
 lr = 5e-4
 warmup_steps = 100
 ema_decay = 0.995
-max_steps = 800
-ckpt_every = 400
+max_steps = 600
+ckpt_every = 300

@@ -26,5 +26,5 @@ model = dict(
 lr = 5e-4
 warmup_steps = 100
 ema_decay = 0.995
-max_steps = 1200
+max_steps = 1000
 ckpt_every = 400

@@ -116,6 +116,39 @@ def data_baselines(csv: str | Path, num_clips: int | None = None, seed: int = 0)
     }
 
 
+def autoencoded_rows(cfg, csv: str | Path, num_clips: int) -> dict:
+    """The clips of ``csv`` through the config's two autoencoders (encode, decode: what a generated clip
+    can at best look and sound like), scored against their captions: ``{"data through the autoencoders":
+    summary}``. The first ``num_frames`` of each clip and the matching audio are used."""
+    import torch
+
+    from javisdit.models import geometry
+    from javisdit.registry import MODELS, build_module
+    from javisdit.sizes import get_clip_size
+
+    csv = Path(csv)
+    records = pd.read_csv(csv, keep_default_na=False).head(num_clips).to_dict("records")
+    if not records:
+        raise UserError(f"{csv}: no clips")
+    T = get_clip_size(cfg.num_frames, cfg.resolution, cfg.aspect_ratio, cfg.get("image_size"))[0]
+    vae, audio_vae = build_module(cfg.vae, MODELS).eval(), build_module(cfg.audio_vae, MODELS).eval()
+    rows = []
+    for record in records:
+        sample = load_sample(csv.parent / record["path"], csv.parent / record["audio_path"])
+        if sample.num_frames < T:
+            raise UserError(f"{record['path']}: {sample.num_frames} frames, {T} needed")
+        seconds = T / sample.fps
+        frames = torch.from_numpy(sample.frames[:T]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        wave = torch.from_numpy(sample.mono(geometry.SAMPLE_RATE)[: geometry.audio_samples(seconds)]).float()[None]
+        with torch.no_grad():
+            video = vae.decode(vae.encode(frames), num_frames=T)[0]
+            audio = audio_vae.decode(audio_vae.encode_waveform(wave, seconds), wave.shape[1])[0]
+        pixels = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+        rows.append(clip_scores(pixels, sample.fps, audio.numpy(), geometry.SAMPLE_RATE, record["colours"].split(),
+                                record["materials"].split()))
+    return {"data through the autoencoders": _summary(rows)}
+
+
 def _slug(name: str) -> str:
     """A condition's folder name: ``model, null ST-prior`` -> ``model_null_ST-prior``."""
     return "_".join("".join(c for c in name if c.isalnum() or c in " -").split())

@@ -29,15 +29,23 @@ AUDIO_LATENT_CHANNELS = 8
 MEL_PAD_MULTIPLE = 32
 
 
-def video_latent_frames(num_frames: int) -> int:
-    """Latent frames of a clip: 5 per full chunk of 17, ceil(rest / 4) for the rest (51 -> 15)."""
+def video_chunk_latents(time_stride: int = VIDEO_TIME_STRIDE) -> int:
+    """Latent frames of a full chunk of 17 frames: 5 at the v1.2 stride of 4 (9 at 2, 17 at 1)."""
+    return -(-VIDEO_CHUNK_FRAMES // time_stride)
+
+
+def video_latent_frames(num_frames: int, time_stride: int = VIDEO_TIME_STRIDE) -> int:
+    """Latent frames of a clip: per full chunk of 17 frames ``video_chunk_latents``, ceil(rest / stride)
+    for the rest (51 -> 15 at the v1.2 stride of 4; ``time_stride``: a temporal VAE of another stride)."""
     full, rest = divmod(num_frames, VIDEO_CHUNK_FRAMES)
-    return VIDEO_CHUNK_LATENTS * full + -(-rest // VIDEO_TIME_STRIDE)
+    return video_chunk_latents(time_stride) * full + -(-rest // time_stride)
 
 
-def video_latent_size(num_frames: int, height: int, width: int) -> tuple[int, int, int]:
+def video_latent_size(num_frames: int, height: int, width: int,
+                      time_stride: int = VIDEO_TIME_STRIDE) -> tuple[int, int, int]:
     """(T', H', W') of a clip, e.g. (102, 240, 426) -> (30, 30, 53)."""
-    return video_latent_frames(num_frames), height // VIDEO_SPATIAL_STRIDE, width // VIDEO_SPATIAL_STRIDE
+    return (video_latent_frames(num_frames, time_stride), height // VIDEO_SPATIAL_STRIDE,
+            width // VIDEO_SPATIAL_STRIDE)
 
 
 def mel_frames(seconds: float) -> int:

@@ -13,8 +13,9 @@ so LDM's weight of 1e-6 means the same here, and keeps the loss of order one).
   one ``encode``/``decode`` run at inference, and every weight of both gets a gradient from the pixels.
   From scratch the two are better trained one after the other (``autoencoder_parts``): ``"spatial"``
   trains the spatial VAE alone as an image autoencoder (pixels -> latent -> pixels, frame by frame; the
-  temporal VAE untouched), then ``"temporal"`` trains the temporal VAE through the chain above with the
-  spatial one frozen (``vae.from_pretrained`` the first run's ``model/``). ``"all"`` (default) trains both.
+  temporal VAE untouched), then ``"temporal"`` trains the temporal VAE alone to reconstruct the frozen
+  spatial VAE's latents (x 0.18215, chunk by chunk; no pixels decoded, so a step is cheap), starting from
+  the first run's ``model/`` (``vae.from_pretrained``). ``"all"`` (default) trains both through pixels.
 * audio: the log-mel [B, 1, T, 64] of the 16 kHz waveform (the dataset's ``MelFrontEnd``) -> mel VAE ->
   posterior sample -> decoder; L1 on the mel, KL of the posterior. The vocoder is not trained.
 
@@ -127,6 +128,17 @@ class VideoAutoencoderObjective(nn.Module):
             kl = kl.mean() / video[0].numel()
             return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
         z = z * SPATIAL_SCALING
+        if self.parts == "temporal":  # the frozen spatial latents are the target (no pixels decoded)
+            z = z.detach()
+            kl, reconstruction = torch.zeros_like(kl), z.new_zeros(())
+            for part in z.split(geometry.VIDEO_CHUNK_FRAMES, dim=2):
+                chunk_mean, chunk_logvar = temporal.encode(part)
+                kl = kl + _kl(chunk_mean, chunk_logvar)
+                chunk = _sample(chunk_mean, chunk_logvar, generators) if sample else chunk_mean
+                error = self.distance(temporal.decode(chunk, num_frames=part.shape[2]).float(), part.float())
+                reconstruction = reconstruction + error * part.shape[2] / z.shape[2]
+            kl = kl.mean() / z[0].numel()
+            return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
         decoded = []
         for part in z.split(geometry.VIDEO_CHUNK_FRAMES, dim=2):  # the chunks encode and decode use
             chunk_mean, chunk_logvar = temporal.encode(part)  # [B, 4, T'_chunk, h, w]

@@ -69,3 +69,53 @@ def test_generated_rows_score_every_condition(mini, tmp_path):
         generated_rows(cfg, mini["stage3_jav"], num_clips=1, conditions=["model, no T5"])
     with pytest.raises(UserError, match="no captions"):  # 6 clips hold no held-out one (every tenth is)
         generated_rows(cfg, mini["heldout"], num_clips=2)
+
+
+class _Identity:
+    """Stands in for both autoencoders: the latents are the input itself."""
+
+    def eval(self):
+        return self
+
+    def encode(self, x):
+        return x
+
+    def encode_waveform(self, wave, seconds):
+        return wave
+
+    def decode(self, z, num_frames=None, *args):
+        return z if num_frames is None or z.dim() == 5 else z[:, :num_frames]
+
+
+def test_autoencoder_row_and_script_flags(mini, tmp_path, capsys, monkeypatch):
+    """The clips through the config's autoencoders are scored like generated clips: through lossless ones
+    they score as the data do; the script adds that row without generating when --num-generated is 0."""
+    import sys
+
+    import javisdit.registry
+    from conftest import REPO
+    from javisdit.config import parse_configs
+    from javisdit.eval.sync_bench import autoencoded_rows
+
+    cfg = parse_configs("inference", [str(REPO / "configs/tiny/inference.py"), "--num-frames", "48"])
+    with monkeypatch.context() as patch:
+        patch.setattr(javisdit.registry, "build_module", lambda spec, registry: _Identity())
+        row = autoencoded_rows(cfg, mini["stage3_jav"], num_clips=3)["data through the autoencoders"]
+    assert row["clips"] == 3 and row["colour"] >= 0.95 and row["f1_1f"] >= 0.9 and row["material"] >= 0.9
+    with pytest.raises(UserError, match="49 needed"):
+        autoencoded_rows(parse_configs("inference", [str(REPO / "configs/tiny/inference.py"), "--num-frames", "49"]),
+                         mini["stage3_jav"], num_clips=1)
+    sys.path.insert(0, str(REPO / "scripts" / "eval"))
+    try:
+        import sync_bench
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "bench.json"
+    args = ["--data-csv", str(mini["stage3_jav"]), "--output-file", str(out), "--num-clips", "2"]
+    assert sync_bench.main([*args, "--config", str(REPO / "configs/tiny/inference.py"), "--autoencoders",
+                            "--num-generated", "0"]) == 0
+    results = json.loads(out.read_text())
+    assert results["data through the autoencoders"]["clips"] == 2 and "model" not in results
+    assert set(results["protocol"]) == {"data"}
+    assert sync_bench.main([*args, "--autoencoders"]) == 2
+    assert "--autoencoders needs --config" in capsys.readouterr().err

@@ -258,6 +258,20 @@ def test_video_parts_train_alone(parts):
         expected = (sp.decode(sp.encode(frames).latent_dist.mean).sample - frames).abs().mean()
         _, values = deterministic(video, sample_generators([0]))
         torch.testing.assert_close(values["loss/reconstruction"], expected, rtol=1e-6, atol=1e-7)
+    else:  # the temporal VAE reconstructs the frozen spatial latents (x 0.18215), chunk by chunk of 17
+        from javisdit.models.vae.video import SPATIAL_SCALING
+
+        _, deterministic = _stage("vae_video.py", "autoencoder_parts=temporal", "vae.sample_posterior=False",
+                                  "reconstruction_loss=l2")
+        deterministic.load_state_dict(model.state_dict())
+        video = _video()  # 20 frames: chunks of 17 and 3
+        sp, tv = deterministic.autoencoder.spatial_vae.module, deterministic.autoencoder.temporal_vae
+        z = sp.encode(video.transpose(1, 2).flatten(0, 1)).latent_dist.mean.unflatten(0, (1, 20)).transpose(1, 2)
+        z = z * SPATIAL_SCALING
+        errors = [(tv.decode(tv.encode(part)[0], num_frames=part.shape[2]) - part).pow(2).mean() * part.shape[2] / 20
+                  for part in z.split(17, dim=2)]
+        _, values = deterministic(video, sample_generators([0]))
+        torch.testing.assert_close(values["loss/reconstruction"], sum(errors), rtol=1e-5, atol=1e-7)
 
 
 def test_audio_refuses_parts():

@@ -39,11 +39,14 @@ VIDEO_VAE_PRESETS: dict[str, dict[str, Any]] = {
     ),
     # JavisDiT-mini's (configs/mini): trained from scratch on 64x64 bouncing balls. One group per GroupNorm:
     # with a few channels per group, a flat background's colour is normalised away and hard to learn back.
+    # Temporal stride 2: at 4, four positions of a fast ball share one latent cell of 4 channels, and a
+    # temporal VAE of this size loses the ball (see README, JavisDiT-mini).
     "mini": dict(
         spatial=dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 32, 32),
                      down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                      layers_per_block=1, norm_num_groups=1, sample_size=64),
-        temporal=dict(filters=16, num_res_blocks=1, channel_multipliers=(1, 2, 2, 4), num_groups=1),
+        temporal=dict(filters=16, num_res_blocks=1, channel_multipliers=(1, 2, 2, 4), num_groups=1,
+                      temporal_downsample=(False, True, False)),  # 2 frames a latent frame (v1.2: 4)
     ),
 }
 
@@ -82,10 +85,14 @@ class OpenSoraVideoVAE(nn.Module):
         state_dict.setdefault(prefix + "scale", torch.tensor(SCALE).view(1, 4, 1, 1, 1))
         state_dict.setdefault(prefix + "shift", torch.tensor(SHIFT).view(1, 4, 1, 1, 1))
 
-    @staticmethod
-    def get_latent_size(size: tuple[int, int, int]) -> tuple[int, int, int]:
+    @property
+    def time_stride(self) -> int:
+        """Frames per latent frame of the temporal VAE: 4 for v1.2 (the preset's ``temporal_downsample``)."""
+        return self.temporal_vae.time_factor
+
+    def get_latent_size(self, size: tuple[int, int, int]) -> tuple[int, int, int]:
         """(T, H, W) -> (T', H', W'), e.g. (102, 240, 426) -> (30, 30, 53)."""
-        return geometry.video_latent_size(*size)
+        return geometry.video_latent_size(*size, time_stride=self.time_stride)
 
     def _sample(self, mean: torch.Tensor, logvar: torch.Tensor, generator=None) -> torch.Tensor:
         if not self.sample_posterior:
@@ -122,13 +129,13 @@ class OpenSoraVideoVAE(nn.Module):
     @torch.no_grad()
     def decode(self, z: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Normalised latents [B, 4, T', h, w] -> pixels [B, 3, num_frames, 8h, 8w] in about [-1, 1]."""
-        expected = geometry.video_latent_frames(num_frames)
+        expected = geometry.video_latent_frames(num_frames, self.time_stride)
         if z.dim() != 5 or z.shape[1] != self.out_channels or z.shape[2] != expected:
             raise ValueError(f"latents for {num_frames} frames must be [B, 4, {expected}, h, w], got {list(z.shape)}")
         B, vae = z.shape[0], self.spatial_vae.module
         z = z.to(vae.dtype) * self.scale.to(vae.dtype) + self.shift.to(vae.dtype)
         frames_left, video = num_frames, []
-        for part in z.split(geometry.VIDEO_CHUNK_LATENTS, dim=2):
+        for part in z.split(geometry.video_chunk_latents(self.time_stride), dim=2):
             n = min(geometry.VIDEO_CHUNK_FRAMES, frames_left)
             spatial = self.temporal_vae.decode(part, num_frames=n)
             frames = [vae.decode(chunk / SPATIAL_SCALING).sample for chunk in self._frames(spatial).split(self.micro_batch_size)]

@@ -62,3 +62,21 @@ def test_loads_from_a_folder_without_normalisation_buffers(tiny, tmp_path):
     loaded = build_module(dict(type="OpenSoraVAE_V1_2", from_pretrained=str(folder), preset="tiny"), MODELS)
     z = torch.randn(1, 4, 5, 2, 3)
     torch.testing.assert_close(loaded.decode(z, 17), tiny.decode(z, 17))
+
+
+def test_temporal_stride_of_the_preset_sets_the_latent_frames():
+    """A temporal VAE of stride 2 (JavisDiT-mini's) gives 9 latent frames a chunk of 17; encode and decode agree."""
+    from javisdit.models import geometry
+    from javisdit.models.vae.video import VIDEO_VAE_PRESETS, OpenSoraVideoVAE
+
+    assert VIDEO_VAE_PRESETS["mini"]["temporal"]["temporal_downsample"] == (False, True, False)
+    assert [geometry.video_latent_frames(n, 2) for n in (1, 17, 20, 51)] == [1, 9, 11, 27]
+    assert geometry.video_latent_frames(51) == 15 and geometry.video_chunk_latents(1) == 17
+    torch.manual_seed(0)
+    vae = OpenSoraVideoVAE(preset="mini", sample_posterior=False).eval()
+    assert vae.time_stride == 2 and vae.get_latent_size((20, 16, 24)) == (11, 2, 3)
+    z = vae.encode(torch.rand(1, 3, 20, 16, 24) * 2 - 1)
+    assert z.shape == (1, 4, 11, 2, 3)
+    assert vae.decode(z, num_frames=20).shape == (1, 3, 20, 16, 24)
+    with pytest.raises(ValueError, match=r"latents for 20 frames must be \[B, 4, 11, h, w\]"):
+        vae.decode(z[:, :, :10], num_frames=20)
