@@ -1,16 +1,16 @@
 """JavisDiT-mini from scratch: every stage of the recipe, in order, resumable (``scripts/train_mini.py``).
 
-    data          scripts/data/make_mini_data.py           -> OUT/data/*.csv
-    text          the frozen random encoders               -> OUT/text_encoder/, OUT/imagebind_text_tiny.safetensors
-    vae_video_spatial  scripts/train_vae.py configs/mini/vae_video_spatial.py -> OUT/vae_video_spatial/model/
-    vae_video     scripts/train_vae.py configs/mini/vae_video.py     -> OUT/vae_video/model/ (+ temporal VAE)
-    vae_audio     scripts/train_vae.py configs/mini/vae_audio.py     -> OUT/vae_audio/model/ (vae/)
-    extract       scripts/misc/extract_feat.py configs/mini/extract_va.py -> OUT/extract/ (latent bins)
-    video_branch  scripts/train.py configs/mini/video_branch.py      -> OUT/video_branch/model/ (EMA)
-    stage1_audio  scripts/train.py configs/mini/stage1_audio.py      -> OUT/stage1_audio/model/ (EMA)
-    stage2_prior  scripts/train_prior.py configs/mini/stage2_prior.py -> OUT/stage2_prior/model/
-    stage3_jav    scripts/train.py configs/mini/stage3_jav.py        -> OUT/stage3_jav/model/ (EMA)
-    release       fp16 copies in the layout of assets/javisdit-mini  -> OUT/release/
+    data               make_mini_dataset, 3000 clips of 2.25 s  -> OUT/data/*.csv (data/mini.md)
+    text               the frozen random text encoders          -> OUT/text_encoder/, OUT/imagebind_text_tiny.safetensors
+    vae_video_spatial  train_vae.py mini/vae_video_spatial.py   -> OUT/vae_video_spatial/model/
+    vae_video          train_vae.py mini/vae_video.py           -> OUT/vae_video/model/ (+ the temporal VAE)
+    vae_audio          train_vae.py mini/vae_audio.py           -> OUT/vae_audio/model/ (vae/)
+    extract            extract_feat.py mini/extract_va.py       -> OUT/extract/ (latent bins)
+    video_branch       train.py mini/video_branch.py            -> OUT/video_branch/model/ (EMA)
+    stage1_audio       train.py mini/stage1_audio.py            -> OUT/stage1_audio/model/ (EMA)
+    stage2_prior       train_prior.py mini/stage2_prior.py      -> OUT/stage2_prior/model/
+    stage3_jav         train.py mini/stage3_jav.py              -> OUT/stage3_jav/model/ (EMA)
+    release            fp16 copies, assets/javisdit-mini layout -> OUT/release/
 
 Each training stage runs as its own process (its log in ``OUT/<stage>/log.txt``) with the configs' paths
 pointed at this recipe's folders by ``--cfg-options``. A stage whose ``model/`` exists is done and
