@@ -2,7 +2,8 @@
 # on top of the frozen video branch and stage-1 audio branch, conditioned on the frozen stage-2 prior:
 # scripts/train.py configs/mini/stage3_jav.py
 _base_ = ["./_base_/train.py", "./_base_/encoders.py", "./_base_/model.py", "./_base_/prior.py",
-          "../javisdit-v0-1/_base_/rflow_train.py", "../javisdit-v0-1/_base_/dit_optim.py"]
+          "../javisdit-v0-1/_base_/rflow_train.py", "../javisdit-v0-1/_base_/dit_optim.py",
+          "../javisdit-v0-1/_base_/stage3_masks.py"]  # v0.1's conditioning tasks (X-conditional generation)
 
 load_text_features = False
 # from the latents of configs/mini/extract_va.py (the VAEs do not run here)
@@ -18,21 +19,6 @@ model = dict(
     freeze_audio_branch=True,
     train_st_prior_attn=True,
     train_va_cross_attn=True,
-)
-mask_ratios = dict(
-    random=0.01,
-    video_to_audio=0.05,
-    audio_to_video=0.05,
-    sound_image_animate=0.03,
-    intepolate=0.03,  # sic: the original's name
-    quarter_random=0.005,
-    quarter_head=0.05,
-    quarter_tail=0.005,
-    quarter_head_tail=0.005,
-    image_random=0.005,
-    image_head=0.05,
-    image_tail=0.005,
-    image_head_tail=0.005,
 )
 lr = 5e-4
 warmup_steps = 100
