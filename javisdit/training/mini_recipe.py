@@ -154,7 +154,8 @@ class Recipe:
     def _data(self) -> None:
         from javisdit.datasets.bouncing import make_mini_dataset
 
-        make_mini_dataset(self.out / "data", self.num_clips, CLIP_SECONDS, 24, 64, 64, seed=self.seed, workers=self.workers)
+        make_mini_dataset(self.out / "data", self.num_clips, CLIP_SECONDS, 24, 64, 64, seed=self.seed,
+                          workers=self.workers)
 
     def _text(self) -> None:
         import pandas as pd
@@ -206,7 +207,6 @@ class Recipe:
 
             shutil.copytree(open_checkpoint(run).model, tmp)
         tmp.replace(folder / "model")
-
 
     def _call(self, stage: Stage, folder: Path, command: list[str]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
