@@ -129,23 +129,19 @@ class VideoAutoencoderObjective(nn.Module):
             return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
         z = z * SPATIAL_SCALING
         if self.parts == "temporal":  # the frozen spatial latents are the target (no pixels decoded)
-            z = z.detach()
-            kl, reconstruction = torch.zeros_like(kl), z.new_zeros(())
-            for part in z.split(geometry.VIDEO_CHUNK_FRAMES, dim=2):
-                chunk_mean, chunk_logvar = temporal.encode(part)
-                kl = kl + _kl(chunk_mean, chunk_logvar)
-                chunk = _sample(chunk_mean, chunk_logvar, generators) if sample else chunk_mean
-                error = self.distance(temporal.decode(chunk, num_frames=part.shape[2]).float(), part.float())
-                reconstruction = reconstruction + error * part.shape[2] / z.shape[2]
-            kl = kl.mean() / z[0].numel()
-            return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
+            z, kl = z.detach(), torch.zeros_like(kl)
         decoded = []
         for part in z.split(geometry.VIDEO_CHUNK_FRAMES, dim=2):  # the chunks encode and decode use
             chunk_mean, chunk_logvar = temporal.encode(part)  # [B, 4, T'_chunk, h, w]
             kl = kl + _kl(chunk_mean, chunk_logvar)
             chunk = _sample(chunk_mean, chunk_logvar, generators) if sample else chunk_mean
             decoded.append(temporal.decode(chunk, num_frames=part.shape[2]))
-        z_hat = torch.cat(decoded, dim=2) / SPATIAL_SCALING  # [B, 4, T, h, w]
+        z_hat = torch.cat(decoded, dim=2)  # [B, 4, T, h, w], x SPATIAL_SCALING
+        if self.parts == "temporal":
+            reconstruction = self.distance(z_hat.float(), z.float())
+            kl = kl.mean() / z[0].numel()
+            return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
+        z_hat = z_hat / SPATIAL_SCALING
         pixels = spatial.decode(z_hat.transpose(1, 2).flatten(0, 1)).sample  # [B·T, 3, H, W]
         pixels = pixels.unflatten(0, (B, T)).transpose(1, 2)
         reconstruction = self.distance(pixels.float(), video.float())

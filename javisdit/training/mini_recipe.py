@@ -47,7 +47,7 @@ class Stage:
     name: str
     script: str
     config: str
-    csv: str
+    data: str  # the training data, relative to the recipe's folder: a CSV, or the latent bins
     ema: bool = False  # export the averaged weights (else the last checkpoint's model/)
     options: tuple[str, ...] = field(default=())
 
@@ -58,19 +58,19 @@ def training_stages(out: Path) -> list[Stage]:
             f"audio_vae.from_pretrained={out / 'vae_audio' / 'model'}")
     text = f"text_encoder.from_pretrained={out / 'text_encoder'}"
     tower = out / TEXT_TOWER_FILE
-    features = str(out / "extract")  # the latent bins (absolute: --data-path takes it as is)
     return [
-        Stage("vae_video_spatial", "scripts/train_vae.py", "configs/mini/vae_video_spatial.py", "vae.csv"),
-        Stage("vae_video", "scripts/train_vae.py", "configs/mini/vae_video.py", "vae.csv",
+        Stage("vae_video_spatial", "scripts/train_vae.py", "configs/mini/vae_video_spatial.py", "data/vae.csv"),
+        Stage("vae_video", "scripts/train_vae.py", "configs/mini/vae_video.py", "data/vae.csv",
               options=(f"vae.from_pretrained={out / 'vae_video_spatial' / 'model'}",)),
-        Stage("vae_audio", "scripts/train_vae.py", "configs/mini/vae_audio.py", "stage1_audio.csv"),
-        Stage("extract", "scripts/misc/extract_feat.py", "configs/mini/extract_va.py", "stage3_jav.csv", options=vaes),
-        Stage("video_branch", "scripts/train.py", "configs/mini/video_branch.py", features, ema=True, options=(text,)),
-        Stage("stage1_audio", "scripts/train.py", "configs/mini/stage1_audio.py", "stage1_audio.csv", ema=True,
+        Stage("vae_audio", "scripts/train_vae.py", "configs/mini/vae_audio.py", "data/stage1_audio.csv"),
+        Stage("extract", "scripts/misc/extract_feat.py", "configs/mini/extract_va.py", "data/stage3_jav.csv",
+              options=vaes),
+        Stage("video_branch", "scripts/train.py", "configs/mini/video_branch.py", "extract", ema=True, options=(text,)),
+        Stage("stage1_audio", "scripts/train.py", "configs/mini/stage1_audio.py", "data/stage1_audio.csv", ema=True,
               options=(*vaes, text, f"model.weight_init_from={[str(out / 'video_branch' / 'model')]!r}")),
-        Stage("stage2_prior", "scripts/train_prior.py", "configs/mini/stage2_prior.py", "stage2_prior.csv",
+        Stage("stage2_prior", "scripts/train_prior.py", "configs/mini/stage2_prior.py", "data/stage2_prior.csv",
               options=(*vaes, f"model.imagebind_ckpt_path={tower}")),
-        Stage("stage3_jav", "scripts/train.py", "configs/mini/stage3_jav.py", features, ema=True,
+        Stage("stage3_jav", "scripts/train.py", "configs/mini/stage3_jav.py", "extract", ema=True,
               options=(text, f"prior_encoder.from_pretrained={out / 'stage2_prior' / 'model'}",
                        f"prior_encoder.imagebind_ckpt_path={tower}",
                        f"model.weight_init_from={[str(out / 'stage1_audio' / 'model'), str(out / 'video_branch' / 'model')]!r}")),
@@ -183,14 +183,14 @@ class Recipe:
         config = Config.fromfile(str(ROOT / stage.config))
         steps = max(2, round(int(config.max_steps) * self.steps_scale))
         command = [self.python, str(ROOT / stage.script), str(ROOT / stage.config), "--outputs", str(runs),
-                   "--data-path", str(self.out / "data" / stage.csv), "--seed", str(self.seed)]  # (an absolute csv wins)
+                   "--data-path", str(self.out / stage.data), "--seed", str(self.seed)]
         previous = _latest_run(runs)
         if previous is not None:
             command += ["--load", str(previous)]
             logger.info("%s: resuming %s", stage.name, previous)
         options = [*stage.options, f"max_steps={steps}", f"ckpt_every={min(steps, int(config.ckpt_every))}"]
-        if self.steps_scale != 1.0:
-            options += [f"latent_stats_batches={min(2, steps)}"] if stage.script.endswith("train_vae.py") else []
+        if self.steps_scale != 1.0 and stage.script.endswith("train_vae.py"):
+            options.append(f"latent_stats_batches={min(2, steps)}")
         command += ["--cfg-options", *options]
         self._call(stage, folder, command)
         run = _latest_run(runs)
@@ -221,7 +221,7 @@ class Recipe:
     def _extract(self, stage: Stage, folder: Path) -> None:
         """The latents of every training clip, in bins (a rerun skips the bins already written)."""
         command = [self.python, str(ROOT / stage.script), str(ROOT / stage.config), "--save-dir", str(folder),
-                   "--data-path", str(self.out / "data" / stage.csv), "--seed", str(self.seed)]
+                   "--data-path", str(self.out / stage.data), "--seed", str(self.seed)]
         if self.steps_scale != 1.0:  # a quick check: the first bin only
             command += ["--end-index", "1", "--cfg-options", *stage.options, "bin_size=2"]
         else:
