@@ -1,11 +1,13 @@
-# JavisDiT-mini, stage 0b: the video autoencoder's temporal VAE (stride 2) trained to reconstruct the frozen
-# latents of the spatial VAE of vae_video_spatial.py, 17-frame chunks of 8 clips a step:
+# JavisDiT-mini, stage 0b (2 of 2): the video autoencoder's temporal VAE (stride 2) trained to reconstruct
+# the frozen spatial VAE's latents extracted by spatial_latents.py (17 frames of 8 clips a step):
 # scripts/train_vae.py configs/mini/vae_video.py
 _base_ = ["./vae_video_spatial.py"]
 
 autoencoder_parts = "temporal"
 vae = dict(from_pretrained="./runs/mini/vae_video_spatial/model")
-bucket_config = {"_delete_": True, "64": {17: (1.0, 8)}}
-max_steps = 1500  # ~1 s a step here (frozen spatial encoder on 136 frames + loading): the slowest stage
-ckpt_every = 100
+dataset = dict(_delete_=True, type="BatchFeatureDataset", data_path="./runs/mini/spatial_latents")
+load_va_features = True
+bucket_config = None
+max_steps = 3000
+ckpt_every = 500
 latent_stats_batches = 16

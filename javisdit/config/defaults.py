@@ -77,11 +77,12 @@ PRIOR_TRAINING_DEFAULTS: dict[str, Any] = {
     "lr": 1e-5,
 }
 
-#: ``scripts/train_vae.py`` (the autoencoders): no EMA unless ``ema_decay`` is set, no features or
-#: audio-only variants; the KL weight of LDM, and how many recent batches set the latent statistics.
+#: ``scripts/train_vae.py`` (the autoencoders): no EMA unless ``ema_decay`` is set, no text-feature or
+#: audio-only variants (``load_va_features``: the temporal VAE from extracted spatial latents); the KL weight
+#: of LDM, and how many recent batches set the latent statistics.
 AUTOENCODER_TRAINING_DEFAULTS: dict[str, Any] = {
     **{k: v for k, v in TRAINING_DEFAULTS.items()
-       if k not in ("ema_decay", "load_va_features", "load_text_features", "audio_only")},
+       if k not in ("ema_decay", "load_text_features", "audio_only")},
     "ema_decay": None,
     "kl_weight": 1e-6,  # weight of the posterior's KL against the L1 reconstruction, both per input element
     "reconstruction_loss": "l1",  # "l1" (LDM's) or "l2" (mean squared error)
@@ -101,6 +102,7 @@ EXTRACT_DEFAULTS: dict[str, Any] = dict(
     end_index=None,  # None: up to the last complete bin
     save_dir=None,  # required
     audio_only=False,
+    video_latents="full",  # "spatial": the spatial VAE's latents of every frame (for autoencoder_parts="temporal")
 )
 
 #: Module specs (``dict(type=...)``) -> the registry their ``type`` is looked up in; their argument

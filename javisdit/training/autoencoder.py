@@ -16,6 +16,9 @@ so LDM's weight of 1e-6 means the same here, and keeps the loss of order one).
   temporal VAE untouched), then ``"temporal"`` trains the temporal VAE alone to reconstruct the frozen
   spatial VAE's latents (x 0.18215, chunk by chunk; no pixels decoded, so a step is cheap), starting from
   the first run's ``model/`` (``vae.from_pretrained``). ``"all"`` (default) trains both through pixels.
+  The frozen spatial encoder dominates a temporal step, so ``"temporal"`` can instead read spatial latents
+  extracted once (``load_va_features=True``: a ``BatchFeatureDataset`` written by
+  ``scripts/misc/extract_feat.py`` with ``video_latents="spatial"``, whose ``x`` are those latents).
 * audio: the log-mel [B, 1, T, 64] of the 16 kHz waveform (the dataset's ``MelFrontEnd``) -> mel VAE ->
   posterior sample -> decoder; L1 on the mel, KL of the posterior. The vocoder is not trained.
 
@@ -104,18 +107,23 @@ def _generators(states: Sequence[torch.Tensor]) -> list[torch.Generator]:
 class VideoAutoencoderObjective(nn.Module):
     """``OpenSoraVAE_V1_2`` with its training loss as ``forward``."""
 
-    def __init__(self, autoencoder: nn.Module, kl_weight: float, parts: str = "all", loss: str = "l1"):
+    def __init__(self, autoencoder: nn.Module, kl_weight: float, parts: str = "all", loss: str = "l1",
+                 from_latents: bool = False):
         super().__init__()
         self.autoencoder = autoencoder
         self.kl_weight = kl_weight
         self.parts = parts
         self.distance = RECONSTRUCTION_LOSSES[loss]
+        self.from_latents = from_latents  # the inputs are spatial latents (parts "temporal" only)
 
     def forward(self, video: torch.Tensor, generators: Sequence[torch.Generator]
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """video [B, 3, T, H, W] in [-1, 1] -> (loss, {``loss/reconstruction``, ``loss/kl``})."""
+        """video [B, 3, T, H, W] in [-1, 1] (``from_latents``: spatial latents [B, 4, T, h, w], x 0.18215)
+        -> (loss, {``loss/reconstruction``, ``loss/kl``})."""
+        if self.from_latents:
+            return self._temporal_only(video.to(next(self.autoencoder.temporal_vae.parameters()).dtype), generators)
         B, _, T, _, _ = video.shape
-        spatial, temporal = self.autoencoder.spatial_vae.module, self.autoencoder.temporal_vae
+        spatial = self.autoencoder.spatial_vae.module
         frames = video.transpose(1, 2).flatten(0, 1).to(spatial.dtype)  # [B·T, 3, H, W]
         posterior = spatial.encode(frames).latent_dist
         mean, logvar = posterior.mean.unflatten(0, (B, T)), posterior.logvar.unflatten(0, (B, T))  # [B, T, 4, h, w]
@@ -129,23 +137,33 @@ class VideoAutoencoderObjective(nn.Module):
             return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
         z = z * SPATIAL_SCALING
         if self.parts == "temporal":  # the frozen spatial latents are the target (no pixels decoded)
-            z, kl = z.detach(), torch.zeros_like(kl)
-        decoded = []
-        for part in z.split(geometry.VIDEO_CHUNK_FRAMES, dim=2):  # the chunks encode and decode use
+            return self._temporal_only(z.detach(), generators)
+        z_hat, chunk_kl = self._temporal_chain(z, generators)
+        pixels = spatial.decode(z_hat.transpose(1, 2).flatten(0, 1) / SPATIAL_SCALING).sample  # [B·T, 3, H, W]
+        pixels = pixels.unflatten(0, (B, T)).transpose(1, 2)
+        reconstruction = self.distance(pixels.float(), video.float())
+        kl = (kl + chunk_kl).mean() / video[0].numel()
+        return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
+
+    def _temporal_chain(self, z: torch.Tensor, generators: Sequence[torch.Generator]
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spatial latents z [B, 4, T, h, w] (x 0.18215) -> the temporal VAE's reconstruction of them, chunk by
+        chunk of 17 frames as ``encode``/``decode`` run, and the chunks' KL summed per sample [B]."""
+        temporal, sample = self.autoencoder.temporal_vae, self.autoencoder.sample_posterior
+        decoded, kl = [], torch.zeros(z.shape[0], device=z.device)
+        for part in z.split(geometry.VIDEO_CHUNK_FRAMES, dim=2):
             chunk_mean, chunk_logvar = temporal.encode(part)  # [B, 4, T'_chunk, h, w]
             kl = kl + _kl(chunk_mean, chunk_logvar)
             chunk = _sample(chunk_mean, chunk_logvar, generators) if sample else chunk_mean
             decoded.append(temporal.decode(chunk, num_frames=part.shape[2]))
-        z_hat = torch.cat(decoded, dim=2)  # [B, 4, T, h, w], x SPATIAL_SCALING
-        if self.parts == "temporal":
-            reconstruction = self.distance(z_hat.float(), z.float())
-            kl = kl.mean() / z[0].numel()
-            return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
-        z_hat = z_hat / SPATIAL_SCALING
-        pixels = spatial.decode(z_hat.transpose(1, 2).flatten(0, 1)).sample  # [B·T, 3, H, W]
-        pixels = pixels.unflatten(0, (B, T)).transpose(1, 2)
-        reconstruction = self.distance(pixels.float(), video.float())
-        kl = kl.mean() / video[0].numel()
+        return torch.cat(decoded, dim=2), kl
+
+    def _temporal_only(self, z: torch.Tensor, generators: Sequence[torch.Generator]
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The temporal VAE alone, against the frozen spatial latents z it reconstructs."""
+        z_hat, kl = self._temporal_chain(z, generators)
+        reconstruction = self.distance(z_hat.float(), z.float())
+        kl = kl.mean() / z[0].numel()
         return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
 
 
@@ -174,16 +192,19 @@ class AudioAutoencoderObjective(nn.Module):
 
 @torch.no_grad()
 def video_latent_statistics(autoencoder: nn.Module, batches: Sequence[tuple[torch.Tensor, list[torch.Tensor]]],
-                            device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                            device: torch.device | None = None, from_latents: bool = False
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std [4] of the un-normalised latents of ``OpenSoraVAE_V1_2``'s ``encode``.
 
     Args:
-        batches: (video [B, 3, T, H, W], the states of the B per-sample generators) pairs.
+        batches: (video [B, 3, T, H, W], the states of the B per-sample generators) pairs; with
+            ``from_latents``, spatial latents [B, 4, T, h, w] (x 0.18215) in place of the video.
     """
     shift, scale = autoencoder.shift.double(), autoencoder.scale.double()
+    encode = autoencoder.encode_temporal if from_latents else autoencoder.encode
     latents = []
     for video, states in batches:
-        z = autoencoder.encode(video.to(device), _generators(states)).double() * scale + shift  # [B, 4, T', h, w]
+        z = encode(video.to(device), _generators(states)).double() * scale + shift  # [B, 4, T', h, w]
         latents.append(z.transpose(0, 1).flatten(1).cpu())
     z = torch.cat(latents, dim=1)  # [4, N]
     return z.mean(dim=1), z.std(dim=1, correction=0)
@@ -226,6 +247,10 @@ class AutoencoderStage:
         if self.parts not in VIDEO_PARTS or (kind == "audio" and self.parts != "all"):
             raise ConfigError(f"autoencoder_parts must be one of {', '.join(map(repr, VIDEO_PARTS))} (the video "
                               f"autoencoder's; the audio one trains 'all'), got {self.parts!r}")
+        self.from_latents = bool(cfg.get("load_va_features"))
+        if self.from_latents and self.parts != "temporal":
+            raise ConfigError("load_va_features=True trains the temporal VAE from extracted spatial latents: it needs "
+                              f"autoencoder='video' and autoencoder_parts='temporal', got {kind!r} / {self.parts!r}")
         self.reconstruction_loss = cfg.get("reconstruction_loss", "l1")
         if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
             raise ConfigError(f"reconstruction_loss must be one of {', '.join(map(repr, RECONSTRUCTION_LOSSES))}, "
@@ -253,7 +278,7 @@ class AutoencoderStage:
                 part.requires_grad_(True)
             diffusers_parts = [autoencoder.spatial_vae.module] if self.parts != "temporal" else []
             objective: nn.Module = VideoAutoencoderObjective(autoencoder, self.kl_weight, self.parts,
-                                                             self.reconstruction_loss)
+                                                             self.reconstruction_loss, self.from_latents)
         else:
             autoencoder.vae.requires_grad_(True)
             diffusers_parts = [autoencoder.vae]
@@ -275,7 +300,7 @@ class AutoencoderStage:
         if self.kind == "video":
             state = dict(autoencoder.state_dict())
             if batches:
-                mean, std = video_latent_statistics(autoencoder, batches, device)
+                mean, std = video_latent_statistics(autoencoder, batches, device, self.from_latents)
                 state["shift"] = mean.view_as(autoencoder.shift).to(autoencoder.shift.dtype)
                 state["scale"] = std.view_as(autoencoder.scale).to(autoencoder.scale.dtype)
                 logger.info("video latents over %d batch(es): shift %s, scale %s", len(batches),

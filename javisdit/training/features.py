@@ -48,11 +48,18 @@ VIDEO_SALT, AUDIO_SALT = 0, 1  # video and audio posterior samples draw from dif
 
 @dataclass
 class Encoders:
-    """The frozen models of an extraction run (``vae`` is None for audio-only data)."""
+    """The frozen models of an extraction run (``vae`` is None for audio-only data, ``audio_vae`` may be None
+    for spatial video latents)."""
 
-    audio_vae: torch.nn.Module
+    audio_vae: torch.nn.Module | None
     vae: torch.nn.Module | None = None
     text_encoder: torch.nn.Module | None = None
+    video_latents: str = "full"  # one of VIDEO_LATENTS
+
+
+#: What ``x`` holds: the video autoencoder's latents ("full"), or its spatial VAE's latents of every frame
+#: (x 0.18215; "spatial"), the input of its temporal VAE that ``autoencoder_parts="temporal"`` trains on.
+VIDEO_LATENTS = ("full", "spatial")
 
 
 @dataclass
@@ -116,22 +123,26 @@ def encode_batch(batch: dict, encoders: Encoders, device: torch.device, dtype: t
                  bin_index: int, batch_index: int) -> dict:
     """One collated batch -> the dict saved in a bin (on the CPU).
 
-    Keys: ``index`` int64 [B] (CSV rows); ``x`` video latents [B, 4, T', H/8, W/8] and ``ax`` audio
-    latents [B, 8, Ta, 16] in ``dtype``; ``text`` and ``raw_text`` (the CSV captions); ``fps`` float32,
+    Keys: ``index`` int64 [B] (CSV rows); ``x`` video latents [B, 4, T', H/8, W/8] (spatial latents
+    [B, 4, T, H/8, W/8] with ``video_latents="spatial"``) and ``ax`` audio latents [B, 8, Ta, 16] (without
+    an audio VAE: none) in ``dtype``; ``text`` and ``raw_text`` (the CSV captions); ``fps`` float32,
     ``audio_fps``/``height``/``width``/``num_frames`` int64 [B]; with negatives ``neg_vx``/``neg_ax``
     ({"spatial", "temporal"}: [B, N, ...]); ``onset`` float32 [B, Tmel] when the dataset gives it;
     ``y`` [B, 1, L, C] / ``mask`` [B, L] with a text encoder.
     """
     out: dict[str, Any] = {"index": batch["index"].to(torch.int64)}
-    streams = (("video", "neg_videos", encoders.vae, VIDEO_SALT, "x", "neg_vx"),
-               ("audio", "neg_audios", encoders.audio_vae, AUDIO_SALT, "ax", "neg_ax"))
-    for key, neg_key, encoder, salt, out_key, out_neg_key in streams:
-        if encoder is None:
+    video_encode = None
+    if encoders.vae is not None:
+        video_encode = encoders.vae.encode_spatial if encoders.video_latents == "spatial" else encoders.vae.encode
+    streams = (("video", "neg_videos", video_encode, VIDEO_SALT, "x", "neg_vx"),
+               ("audio", "neg_audios", encoders.audio_vae and encoders.audio_vae.encode, AUDIO_SALT, "ax", "neg_ax"))
+    for key, neg_key, encode, salt, out_key, out_neg_key in streams:
+        if encode is None:
             continue
         def generators(rows: int, salt: int = salt) -> list[torch.Generator]:
             return batch_generators(seed, bin_index, batch_index, rows, salt)
 
-        z, neg = encode_with_negatives(encoder.encode, batch[key], batch.get(neg_key), generators, device, dtype)
+        z, neg = encode_with_negatives(encode, batch[key], batch.get(neg_key), generators, device, dtype)
         out[out_key] = z.to(dtype).cpu()
         if neg is not None:
             out[out_neg_key] = {k: v.to(dtype).cpu() for k, v in neg.items()}
@@ -165,8 +176,15 @@ def _check_args(cfg: Config) -> tuple[int, int | None, int]:
         raise UserError("no clips to read: pass --data-path CSV (dataset.data_path is not set)")
     if cfg.get("bucket_config") is None:
         raise ConfigError("feature extraction reads clips in buckets: the config needs a bucket_config")
+    if cfg.video_latents not in VIDEO_LATENTS:
+        raise ConfigError(f"video_latents must be one of {', '.join(map(repr, VIDEO_LATENTS))}, got "
+                          f"{cfg.video_latents!r}")
+    spatial = cfg.video_latents == "spatial"
+    if spatial and cfg.audio_only:
+        raise ConfigError("video_latents='spatial' encodes video: audio_only must be False")
     for key in ("vae", "audio_vae"):
-        if cfg.get(key) is None and not (key == "vae" and cfg.audio_only):
+        optional = (key == "vae" and cfg.audio_only) or (key == "audio_vae" and spatial)
+        if cfg.get(key) is None and not optional:
             raise ConfigError(f"feature extraction needs the config's {key} (the model that encodes the clips)")
     if cfg.save_text_features and cfg.get("text_encoder") is None:
         raise ConfigError("save_text_features=True needs a text_encoder in the config")
@@ -187,14 +205,14 @@ def build_encoders(cfg: Config, device: torch.device, dtype: torch.dtype) -> Enc
     # Seeded first: encoders without weights (the tiny configs) are then the same in every run.
     set_seed(int(cfg.seed))
     vae = None if cfg.audio_only else build_module(cfg.vae, MODELS).to(device, dtype).eval()
-    audio_vae = build_module(cfg.audio_vae, MODELS).to(device, dtype).eval()
+    audio_vae = None if cfg.get("audio_vae") is None else build_module(cfg.audio_vae, MODELS).to(device, dtype).eval()
     text_encoder = None
     if cfg.save_text_features:
         text_encoder = build_module(cfg.text_encoder, MODELS, dtype=dtype)
         on_cpu = getattr(text_encoder, "cpu_offload", False)
         text_dtype = t5_dtype(dtype)  # T5 v1.1 overflows in fp16: bf16 then
         text_encoder = text_encoder.to(text_dtype) if on_cpu else text_encoder.to(device, text_dtype)
-    return Encoders(audio_vae, vae, text_encoder)
+    return Encoders(audio_vae, vae, text_encoder, cfg.video_latents)
 
 
 def build_data(cfg: Config):

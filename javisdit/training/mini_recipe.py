@@ -3,6 +3,7 @@
     data               make_mini_dataset, 3000 clips of 2.25 s  -> OUT/data/*.csv (data/mini.md)
     text               the frozen random text encoders          -> OUT/text_encoder/, OUT/imagebind_text_tiny.safetensors
     vae_video_spatial  train_vae.py mini/vae_video_spatial.py   -> OUT/vae_video_spatial/model/
+    spatial_latents    extract_feat.py mini/spatial_latents.py  -> OUT/spatial_latents/ (spatial latent bins)
     vae_video          train_vae.py mini/vae_video.py           -> OUT/vae_video/model/ (+ the temporal VAE)
     vae_audio          train_vae.py mini/vae_audio.py           -> OUT/vae_audio/model/ (vae/)
     extract            extract_feat.py mini/extract_va.py       -> OUT/extract/ (latent bins)
@@ -58,10 +59,12 @@ def training_stages(out: Path) -> list[Stage]:
             f"audio_vae.from_pretrained={out / 'vae_audio' / 'model'}")
     text = f"text_encoder.from_pretrained={out / 'text_encoder'}"
     tower = out / TEXT_TOWER_FILE
+    spatial = f"vae.from_pretrained={out / 'vae_video_spatial' / 'model'}"
     return [
         Stage("vae_video_spatial", "scripts/train_vae.py", "configs/mini/vae_video_spatial.py", "data/vae.csv"),
-        Stage("vae_video", "scripts/train_vae.py", "configs/mini/vae_video.py", "data/vae.csv",
-              options=(f"vae.from_pretrained={out / 'vae_video_spatial' / 'model'}",)),
+        Stage("spatial_latents", "scripts/misc/extract_feat.py", "configs/mini/spatial_latents.py", "data/vae.csv",
+              options=(spatial,)),
+        Stage("vae_video", "scripts/train_vae.py", "configs/mini/vae_video.py", "spatial_latents", options=(spatial,)),
         Stage("vae_audio", "scripts/train_vae.py", "configs/mini/vae_audio.py", "data/stage1_audio.csv"),
         Stage("extract", "scripts/misc/extract_feat.py", "configs/mini/extract_va.py", "data/stage3_jav.csv",
               options=vaes),
@@ -176,7 +179,7 @@ class Recipe:
         from mmengine.config import Config
 
         folder = self.out / stage.name
-        if stage.name == "extract":
+        if stage.script.endswith("extract_feat.py"):
             self._extract(stage, folder)
             return
         runs = folder / "runs"
@@ -219,7 +222,7 @@ class Recipe:
                             "resume where it stopped)")
 
     def _extract(self, stage: Stage, folder: Path) -> None:
-        """The latents of every training clip, in bins (a rerun skips the bins already written)."""
+        """Latents of the training clips, in bins (a rerun skips the bins already written)."""
         command = [self.python, str(ROOT / stage.script), str(ROOT / stage.config), "--save-dir", str(folder),
                    "--data-path", str(self.out / stage.data), "--seed", str(self.seed)]
         if self.steps_scale != 1.0:  # a quick check: the first bin only

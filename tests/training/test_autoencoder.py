@@ -306,3 +306,49 @@ def test_l2_reconstruction_loss_is_the_mean_squared_error():
     torch.testing.assert_close(audio(mel, sample_generators([0]))[1]["loss/reconstruction"], expected, rtol=1e-6, atol=1e-7)
     with pytest.raises(Exception, match="reconstruction_loss must be one of 'l1', 'l2'"):
         _stage("vae_video.py", "reconstruction_loss=l3")
+
+
+def test_temporal_vae_trains_from_extracted_spatial_latents():
+    """load_va_features: the batches hold the spatial latents (x 0.18215) that ``encode_spatial`` gives, and
+    the loss, its gradients and the saved latent statistics equal those of the run that encodes the pixels."""
+    options = ("autoencoder_parts=temporal", "vae.sample_posterior=False")
+    _, from_pixels = _stage("vae_video.py", *options)
+    stage, from_latents = _stage("vae_video.py", *options, "load_va_features=True")
+    from_latents.load_state_dict(from_pixels.state_dict())
+    video = _video(B=2)
+    z = from_pixels.autoencoder.encode_spatial(video)
+    assert z.shape == (2, 4, 20, 2, 2)  # every frame, 16x16 pixels -> 2x2 latents (tiny VAE)
+    expected, _ = from_pixels(video, sample_generators([0, 1]))
+    loss, _ = from_latents(z, sample_generators([0, 1]))
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-8)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in from_latents.autoencoder.temporal_vae.parameters())
+    from javisdit.training.autoencoder import video_latent_statistics
+
+    batches = [(video, [g.get_state() for g in sample_generators([0, 1])])]
+    pixel_stats = video_latent_statistics(from_pixels.autoencoder, batches)
+    latent_stats = video_latent_statistics(from_latents.autoencoder, [(z, batches[0][1])], from_latents=True)
+    for a, b in zip(pixel_stats, latent_stats):
+        torch.testing.assert_close(a, b)
+
+
+def test_spatial_latents_need_the_temporal_part():
+    with pytest.raises(Exception, match="load_va_features=True trains the temporal VAE from extracted spatial "
+                                        "latents: it needs autoencoder='video' and autoencoder_parts='temporal', "
+                                        "got 'video' / 'all'"):
+        _stage("vae_video.py", "load_va_features=True")
+
+
+@pytest.mark.slow
+def test_temporal_script_trains_from_spatial_latent_bins(synthetic_data, tmp_path):
+    """extract_feat.py with video_latents="spatial" -> bins that train_vae.py trains the temporal VAE on."""
+    extract = cli.main("extract", [str(TINY / "extract_va.py"), "--data-path", str(synthetic_data["stage3_jav"]),
+                                   "--save-dir", str(tmp_path / "bins"), "--cfg-options", "video_latents=spatial",
+                                   "audio_vae=None"])
+    assert extract == 0
+    run = _train("vae_video.py", tmp_path / "bins", tmp_path / "runs", "--cfg-options", "autoencoder_parts=temporal",
+                 "load_va_features=True", "dataset.type=BatchFeatureDataset", "bucket_config=None", "epochs=2")
+    losses = _losses(run)
+    assert sorted(losses) == [1, 2] and all(math.isfinite(v) for v in losses.values())
+    vae = build_module(dict(type="OpenSoraVAE_V1_2", from_pretrained=str(run), preset="tiny"), MODELS)
+    assert not torch.allclose(vae.scale.flatten(), torch.tensor(SCALE))  # the statistics of the trained weights

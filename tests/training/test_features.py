@@ -185,3 +185,28 @@ def test_bad_input_is_one_line(case, message, four_clips, tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()  # log lines of the run, then the error
     assert lines[-1].startswith(message.format(csv=csv, save_dir=save_dir)), lines
     assert not any("Traceback" in line for line in lines)
+
+
+def test_spatial_latents_are_the_first_half_of_the_video_encode(four_clips, tmp_path):
+    """video_latents="spatial" (no audio VAE needed): ``x`` holds the spatial VAE's latents of every frame,
+    which the temporal half of the encoder turns into the latents of the default extraction."""
+    csv = four_clips[0]
+    means = ["--cfg-options", "vae.sample_posterior=False"]
+    full = _load(_extract(csv, tmp_path / "full", "--end-index", "1", *means).written[0])[0]
+    spatial = _load(_extract(csv, tmp_path / "spatial", "--end-index", "1", *means, "video_latents=spatial",
+                             "audio_vae=None").written[0])[0]
+    assert "ax" in full and "ax" not in spatial
+    assert spatial["x"].shape[2] == 17 and full["x"].shape[2] == 5  # 17 frames -> 5 latent frames
+    cfg = parse_configs("extract", [TINY_VA, "--save-dir", str(tmp_path), *means])
+    vae = features.build_encoders(cfg, torch.device("cpu"), torch.float32).vae
+    torch.testing.assert_close(vae.encode_temporal(spatial["x"]), full["x"])
+    assert torch.equal(spatial["index"], full["index"])
+
+
+def test_unknown_video_latents_and_a_missing_audio_vae_are_refused(four_clips, tmp_path, capsys):
+    argv = [TINY_VA, "--data-path", str(four_clips[0]), "--save-dir", str(tmp_path), "--cfg-options"]
+    assert cli.main("extract", [*argv, "video_latents=temporal"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "error: video_latents must be one of 'full', 'spatial', got 'temporal'"
+    assert cli.main("extract", [*argv, "audio_vae=None"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == ("error: feature extraction needs the config's audio_vae (the "
+                                                        "model that encodes the clips)")

@@ -13,14 +13,15 @@ from javisdit.training.mini_recipe import RELEASE_PARTS, STAGE_NAMES, TEXT_TOWER
 
 CONFIGS = {
     "vae_video_spatial.py": "train_vae", "vae_video.py": "train_vae", "vae_audio.py": "train_vae", "extract_va.py": "extract",
+    "spatial_latents.py": "extract",
     "video_branch.py": "train", "stage1_audio.py": "train", "stage2_prior.py": "train_prior",
     "stage3_jav.py": "train", "inference.py": "inference",
 }
 
 
 def test_stage_order_follows_the_paper():
-    assert STAGE_NAMES == ("data", "text", "vae_video_spatial", "vae_video", "vae_audio", "extract", "video_branch", "stage1_audio",
-                           "stage2_prior", "stage3_jav", "release")
+    assert STAGE_NAMES == ("data", "text", "vae_video_spatial", "spatial_latents", "vae_video", "vae_audio", "extract",
+                           "video_branch", "stage1_audio", "stage2_prior", "stage3_jav", "release")
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -113,6 +113,12 @@ class OpenSoraVideoVAE(nn.Module):
 
         ``generator``: the posterior samples' random source, a generator or one per sample.
         """
+        return self.encode_temporal(self.encode_spatial(x, generator), generator)
+
+    @torch.no_grad()
+    def encode_spatial(self, x: torch.Tensor, generator=None) -> torch.Tensor:
+        """The first half of ``encode``: pixels [B, 3, T, H, W] -> the spatial VAE's latents of every frame,
+        x 0.18215 [B, 4, T, H/8, W/8] (what the temporal VAE reads)."""
         if x.dim() != 5 or x.shape[1] != 3 or min(x.shape[2:]) < 1:
             raise ValueError(f"video must be [B, 3, T, H, W] with T, H, W >= 1, got {list(x.shape)}")
         B, vae = x.shape[0], self.spatial_vae.module
@@ -121,7 +127,14 @@ class OpenSoraVideoVAE(nn.Module):
         mean = torch.cat([d.mean for d in dists]).unflatten(0, (B, -1))
         logvar = torch.cat([d.logvar for d in dists]).unflatten(0, (B, -1))
         z = self._sample(mean, logvar, generator).flatten(0, 1) * SPATIAL_SCALING
-        z = self._unframes(z, B)
+        return self._unframes(z, B)
+
+    @torch.no_grad()
+    def encode_temporal(self, z: torch.Tensor, generator=None) -> torch.Tensor:
+        """The second half of ``encode``: ``encode_spatial``'s latents [B, 4, T, h, w] -> normalised latents
+        [B, 4, T', h, w], 17 frames a chunk."""
+        if z.dim() != 5 or z.shape[1] != self.out_channels:
+            raise ValueError(f"spatial latents must be [B, {self.out_channels}, T, h, w], got {list(z.shape)}")
         chunks = [self._sample(*self.temporal_vae.encode(part), generator)
                   for part in z.split(geometry.VIDEO_CHUNK_FRAMES, dim=2)]
         return (torch.cat(chunks, dim=2) - self.shift.to(z.dtype)) / self.scale.to(z.dtype)
