@@ -325,8 +325,11 @@ class Trainer:
         metrics = _Metrics(cfg, self.exp_dir, self.info.is_main)
         max_steps = cfg.get("max_steps")
         window: dict[str, float] = {}
+        done = max_steps is not None and self.global_step >= int(max_steps)  # resumed at the end already
+        if done:
+            logger.info("resumed at step %d: max_steps (%s) reached, nothing to train", self.global_step, max_steps)
         try:
-            while self.epoch < int(cfg.epochs):
+            while self.epoch < int(cfg.epochs) and not done:
                 self.sampler.set_epoch(self.epoch)
                 bar = tqdm(total=self.step_in_epoch + len(self.sampler), initial=self.step_in_epoch,
                            desc=f"epoch {self.epoch}", disable=not self.info.is_main, leave=False, dynamic_ncols=True)

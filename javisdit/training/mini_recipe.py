@@ -16,7 +16,7 @@
 Each training stage runs as its own process (its log in ``OUT/<stage>/log.txt``) with the configs' paths
 pointed at this recipe's folders by ``--cfg-options``. A stage whose ``model/`` exists is done and
 skipped; an interrupted stage resumes from its latest checkpoint. ``OUT/recipe.json`` records each
-stage's wall time and the settings.
+stage's wall time (an interrupted stage's time so far is kept and added when it ends) and the settings.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class Recipe:
     workers: int = 2
     python: str = sys.executable
     times: dict[str, float] = field(default_factory=dict)
+    partial: dict[str, float] = field(default_factory=dict)  # seconds of interrupted stages, added when they end
 
     # ----- the whole recipe ------------------------------------------------------------------------------------
 
@@ -109,15 +110,20 @@ class Recipe:
                 continue
             start = time.perf_counter()
             logger.info("%s: running", name)
-            if name == "data":
-                self._data()
-            elif name == "text":
-                self._text()
-            elif name == "release":
-                release(self.out, self.out / "release")
-            else:
-                self._train(by_name[name])
-            self.times[name] = round(time.perf_counter() - start, 1)
+            try:
+                if name == "data":
+                    self._data()
+                elif name == "text":
+                    self._text()
+                elif name == "release":
+                    release(self.out, self.out / "release")
+                else:
+                    self._train(by_name[name])
+            except BaseException:  # an error or Ctrl-C: the time spent counts when the stage resumes
+                self.partial[name] = round(self.partial.get(name, 0.0) + time.perf_counter() - start, 1)
+                self._save_record()
+                raise
+            self.times[name] = round(self.partial.pop(name, 0.0) + time.perf_counter() - start, 1)
             logger.info("%s: %.1f s", name, self.times[name])
             self._save_record()
         return dict(self.times)
@@ -141,6 +147,7 @@ class Recipe:
                 raise UserError(f"{self.out} holds a recipe run with other settings ({settings}); use another "
                                 "folder or the same settings")
             self.times = {**record.get("seconds", {}), **self.times}
+            self.partial = {**record.get("interrupted_seconds", {}), **self.partial}
 
     def _settings(self) -> dict:
         return dict(num_clips=self.num_clips, seed=self.seed, steps_scale=self.steps_scale)
@@ -148,6 +155,8 @@ class Recipe:
     def _save_record(self) -> None:
         record = dict(settings=self._settings(), seconds=self.times,
                       total_seconds=round(sum(self.times.values()), 1))
+        if self.partial:
+            record["interrupted_seconds"] = self.partial
         tmp = self._record_path().with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         tmp.replace(self._record_path())

@@ -222,6 +222,11 @@ def test_video_script_trains_saves_and_resumes(synthetic_data, tmp_path):
     assert _losses(resumed) == pytest.approx({3: losses[3]}, rel=1e-5)  # step 3 again, as uninterrupted
     states = json.loads((resumed / "epoch000-global_step3" / "running_states.json").read_text())
     assert states["global_step"] == 3
+    # resumed where max_steps already stops: nothing more is trained (not one step past it)
+    ended = _train("vae_video.py", synthetic_data["stage3_jav"], tmp_path, "--load", str(run / "epoch000-global_step2"),
+                   "--cfg-options", "max_steps=2")
+    assert "resumed at step 2: max_steps (2) reached, nothing to train" in (ended / "log.txt").read_text()
+    assert not list(ended.glob("epoch*")) and not _losses(ended)
 
 
 @pytest.mark.slow

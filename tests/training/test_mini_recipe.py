@@ -90,3 +90,24 @@ def test_script_refuses_unknown_stage_and_reports_a_folder_of_other_settings(tmp
                            capture_output=True, text=True, check=False)
     assert other.returncode == 2 and other.stderr.startswith("error: ") and "other settings" in other.stderr
     assert "Traceback" not in other.stderr
+
+
+def test_an_interrupted_stage_keeps_its_time_for_the_resumed_run(tmp_path, monkeypatch):
+    """A stage that fails (or is stopped with Ctrl-C) records the seconds it ran; when the rerun finishes it,
+    the stage's time is the sum of both pieces."""
+    clock = iter([100.0, 160.0, 200.0, 230.0])  # start/stop of the interrupted piece, then of the rerun
+    monkeypatch.setattr("javisdit.training.mini_recipe.time.perf_counter", lambda: next(clock))
+    calls = []
+
+    def text(self):
+        calls.append("text")
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Recipe, "_text", text)
+    with pytest.raises(KeyboardInterrupt):
+        Recipe(tmp_path).run(["text"])
+    assert json.loads((tmp_path / "recipe.json").read_text())["interrupted_seconds"] == {"text": 60.0}
+    assert Recipe(tmp_path).run(["text"]) == {"text": 90.0}
+    record = json.loads((tmp_path / "recipe.json").read_text())
+    assert record["seconds"] == {"text": 90.0} and "interrupted_seconds" not in record
