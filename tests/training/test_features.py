@@ -207,6 +207,9 @@ def test_unknown_video_latents_and_a_missing_audio_vae_are_refused(four_clips, t
     argv = [TINY_VA, "--data-path", str(four_clips[0]), "--save-dir", str(tmp_path), "--cfg-options"]
     assert cli.main("extract", [*argv, "video_latents=temporal"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == "error: video_latents must be one of 'full', 'spatial', got 'temporal'"
+    assert cli.main("extract", [*argv, "video_latents=spatial", "audio_only=True"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == ("error: video_latents='spatial' encodes video: audio_only "
+                                                        "must be False")
     assert cli.main("extract", [*argv, "audio_vae=None"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == ("error: feature extraction needs the config's audio_vae (the "
                                                         "model that encodes the clips)")
