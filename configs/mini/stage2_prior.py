@@ -23,6 +23,6 @@ dataset = dict(data_path="./data/mini/stage2_prior.csv", neg_aug=1,
 bucket_config = {"64": {51: (1.0, 8)}}
 lr = 5e-4
 warmup_steps = 50
-max_steps = 125  # ~4.8 s a step here (the VAEs encode each clip and its negatives): the slowest DiT-side stage
+max_steps = 125  # 4.3-4.8 s a step here (the VAEs encode each clip and its negatives): the slowest DiT-side stage
 ckpt_every = 125
 grad_clip = 1.0
