@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from javisdit.distributed import ProcessInfo, init_distributed, shutdown
 from javisdit.errors import ConfigError, UserError
+from javisdit.inference.conditioning import Condition, start_latents
 from javisdit.inference.media import to_uint8_frames, write_mp4, write_png, write_wav
 from javisdit.inference.prompts import Prompt, load_prompts, output_stem
 from javisdit.models import geometry
@@ -103,7 +104,8 @@ def process_prompt(text: str, cfg: Config) -> str:
 @torch.no_grad()
 def generate(gen: Models, texts: list[str], clip: tuple[int, int, int], fps: int, dtype: torch.dtype,
              generator: Sequence[torch.Generator], progress: bool = False, timings: dict | None = None,
-             text: dict[str, torch.Tensor] | None = None, device: torch.device | str | None = None):
+             text: dict[str, torch.Tensor] | None = None, device: torch.device | str | None = None,
+             condition: Condition | None = None):
     """Sample B clips for processed prompts; returns (video [B, 3, T, H', W'] or None, audio [B, S]).
 
     Args:
@@ -113,6 +115,8 @@ def generate(gen: Models, texts: list[str], clip: tuple[int, int, int], fps: int
         text: the prompts' T5 features when already computed (they do not change between the samples
             of a prompt; the prior is sampled anew each time).
         device: where the models run (default: the DiT's device).
+        condition: X-conditional generation (``javisdit.inference.conditioning``): reference latents and
+            per-sample frame masks; kept frames start from (and end as) the reference's latents.
     """
     B = len(texts)
     if isinstance(generator, torch.Generator) or len(generator) != B:
@@ -145,7 +149,12 @@ def generate(gen: Models, texts: list[str], clip: tuple[int, int, int], fps: int
     timings["encode"] += time.perf_counter() - start
 
     start = time.perf_counter()
-    z = gen.scheduler.sample(model, z, kwargs, clip_size=(T, H, W), generator=generator, progress=progress)
+    masks = None
+    if condition is not None:
+        masks = {k: m.to(device) for k, m in condition.masks.items() if k in z}
+        z = start_latents(z, condition.latents, masks)
+    z = gen.scheduler.sample(model, z, kwargs, clip_size=(T, H, W), masks=masks, generator=generator,
+                             progress=progress)
     timings["sample"] += time.perf_counter() - start
 
     start = time.perf_counter()
