@@ -34,6 +34,14 @@ INFERENCE_DEFAULTS: dict[str, Any] = dict(
     flow=None,
     camera_motion=None,
     model_path=None,
+    condition=None,  # X-conditional generation: javisdit.inference.conditioning
+    ref_video=None,
+    ref_audio=None,
+    ref_image=None,
+    keep_video=None,
+    keep_audio=None,
+    edit_strength=0.0,
+    skip_bad_rows=False,
 )
 
 TRAINING_DEFAULTS: dict[str, Any] = dict(

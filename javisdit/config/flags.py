@@ -163,6 +163,21 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--aes", INFERENCE, "append ' aesthetic score: X.' to prompts", type=float),
     Flag("--flow", INFERENCE, "append ' motion score: X.' to prompts", type=float),
     Flag("--camera-motion", INFERENCE, "append ' camera motion: X.' to prompts"),
+    # --- X-conditional generation (javisdit.inference.conditioning) ------------------------------------
+    Flag("--condition", INFERENCE, "X-conditional mode: v2a (a video -> its soundtrack), a2v (a sound -> its "
+         "video), i2av (an image as the first frame), ia2v (an image animated to a sound), interpolate (every "
+         "other latent frame of a video kept)", choices=("v2a", "a2v", "i2av", "ia2v", "interpolate")),
+    Flag("--ref-video", INFERENCE, "reference video for every prompt (a CSV's video_path column: one per row)"),
+    Flag("--ref-audio", INFERENCE, "reference sound for every prompt (a CSV's audio_path column: one per row); "
+         "with --ref-video it replaces the video's own sound"),
+    Flag("--ref-image", INFERENCE, "reference image for every prompt (a CSV's image_path column: one per row)"),
+    Flag("--keep-video", INFERENCE, "without --condition: seconds of the reference video to keep, "
+         "START-END[,START-END...], e.g. 0-1"),
+    Flag("--keep-audio", INFERENCE, "without --condition: seconds of the reference sound to keep, e.g. 1-2"),
+    Flag("--edit-strength", INFERENCE, "0 keeps the reference's kept frames exactly (default), 1 regenerates "
+         "them, between re-noises them to that level", type=float),
+    _bool("--skip-bad-rows", INFERENCE, "go on past a prompt whose reference cannot be used (logged, counted "
+          "at the end) instead of stopping"),
     # --- training -----------------------------------------------------------------------------------
     Flag("--lr", TRAINING, "learning rate", type=float),
     _bool("--wandb", TRAINING, "log to Weights & Biases"),
@@ -179,8 +194,10 @@ UNSUPPORTED_FLAGS: dict[str, str] = {
     "--watermark": "watermarking is not supported",
     "--loop": "looped extension was never implemented (only --loop 1 worked)",
     "--condition-frame-length": "video extension (loop > 1) is not supported",
-    "--reference-path": "conditional generation from reference clips is not implemented yet",
-    "--mask-strategy": "conditional generation from reference clips is not implemented yet",
+    "--reference-path": "use --condition with --ref-video / --ref-audio / --ref-image (or --keep-video / "
+                        "--keep-audio for time ranges) instead",
+    "--mask-strategy": "use --condition (v2a, a2v, i2av, ia2v, interpolate) or --keep-video / --keep-audio "
+                       "instead",
     "--audio-prompt": "the original parsed it but never used it; put the audio caption in a CSV "
                       "'audio_text' column instead",
     "--audio-prompt-path": "the original parsed it but never used it; put the audio caption in a CSV "

@@ -332,6 +332,54 @@ def _per_sample(value, batch: int, name: str) -> list:
     return [value] * batch
 
 
+def parse_ranges(text: str | Sequence | None, what: str) -> list[Range]:
+    """Time ranges from ``"0-1,2.5-4"`` (seconds) or a list of pairs; None or "" gives none."""
+    if text is None or text == "":
+        return []
+    if not isinstance(text, str):
+        return _check_ranges([tuple(r) for r in text], what)
+    ranges = []
+    for part in text.split(","):
+        try:
+            a, b = part.split("-")
+            ranges.append((float(a), float(b)))
+        except ValueError:
+            raise UserError(f"--keep-{what} {text!r}: ranges are START-END in seconds, comma-separated, "
+                            "e.g. 0-1,2-3.5") from None
+    return _check_ranges(ranges, what)
+
+
+def clip_masks(gen, clip: tuple[int, int, int], fps: float, mode: str | None = None,
+               keep_video: Sequence[Range] = (), keep_audio: Sequence[Range] = (), strength: float = 0.0,
+               head_latents: int = 1) -> FrameMasks:
+    """One sample's masks for the models ``gen`` (``pipeline.Models``) and a clip of (T, H, W) pixels."""
+    T = clip[0]
+    if gen.vae is None and (mode is not None or keep_video):
+        raise UserError(f"{mode or 'keep-video'} needs a video model; this config is audio-only")
+    stride = gen.vae.time_stride if gen.vae is not None else geometry.VIDEO_TIME_STRIDE
+    tv = geometry.video_latent_frames(T, stride)
+    ta = gen.audio_vae.latent_size(T / fps)[1]
+    masks = mode_masks(mode, tv, ta, head_latents) if mode is not None else \
+        keep_ranges(T, fps, ta, keep_video, keep_audio, stride)
+    return masks.with_strength(strength)
+
+
+def build_condition(gen, references: Sequence[Reference], masks: FrameMasks, clip: tuple[int, int, int],
+                    fps: float, dtype: torch.dtype, device, names: Sequence[str]) -> Condition:
+    """A batch's ``Condition``: every reference checked against the masks (errors name ``names[i]``), then
+    encoded."""
+    T = clip[0]
+    stride = gen.vae.time_stride if gen.vae is not None else geometry.VIDEO_TIME_STRIDE
+    for name, ref in zip(names, references):
+        ref.check_covers(masks, T, fps, stride, name=name)
+    latents = encode_references(gen.vae, gen.audio_vae, references, T / fps, device, dtype)
+    B = len(references)
+    out = {"audio": masks.audio.expand(B, -1)}
+    if gen.vae is not None:
+        out["video"] = masks.video.expand(B, -1)
+    return Condition(latents, out)
+
+
 def generate_conditioned(gen, texts: Sequence[str], clip: tuple[int, int, int], fps: int, dtype: torch.dtype,
                          seeds: Sequence[int], mode: str | None = None, video=None, audio=None, image=None,
                          keep_video: Sequence[Range] = (), keep_audio: Sequence[Range] = (), strength: float = 0.0,
@@ -352,26 +400,81 @@ def generate_conditioned(gen, texts: Sequence[str], clip: tuple[int, int, int], 
     B = len(texts)
     if len(seeds) != B:
         raise UserError(f"{len(seeds)} seeds for {B} prompts")
-    T = clip[0]
-    seconds = T / fps
-    if gen.vae is None and (mode is not None or keep_video):
-        raise UserError(f"{mode or 'keep_video'} needs a video model; this config is audio-only")
-    stride = gen.vae.time_stride if gen.vae is not None else geometry.VIDEO_TIME_STRIDE
-    tv = geometry.video_latent_frames(T, stride)
-    ta = gen.audio_vae.latent_size(seconds)[1]
-    if mode is not None:
-        masks = mode_masks(mode, tv, ta, head_latents)
-    else:
-        masks = keep_ranges(T, fps, ta, keep_video, keep_audio, stride)
-    masks = masks.with_strength(strength)
+    masks = clip_masks(gen, clip, fps, mode, keep_video, keep_audio, strength, head_latents)
     refs = [load_reference(clip, fps, v, a, i) for v, a, i in
             zip(_per_sample(video, B, "video"), _per_sample(audio, B, "audio"), _per_sample(image, B, "image"))]
-    for k, ref in enumerate(refs):
-        ref.check_covers(masks, T, fps, stride, name=f"prompt {k}")
     device = torch.device(device) if device is not None else next(gen.model.parameters()).device
-    latents = encode_references(gen.vae, gen.audio_vae, refs, seconds, device, dtype)
-    condition = Condition(latents, {"video": masks.video.expand(B, -1), "audio": masks.audio.expand(B, -1)})
-    if gen.vae is None:
-        condition.masks.pop("video")
+    condition = build_condition(gen, refs, masks, clip, fps, dtype, device, [f"prompt {k}" for k in range(B)])
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     return generate(gen, list(texts), clip, fps, dtype, generators, device=device, condition=condition)
+
+
+# ----- the inference script -------------------------------------------------------------------------------------
+
+FLAG_OF = {"video": "--ref-video", "audio": "--ref-audio", "image": "--ref-image"}
+
+
+@dataclass
+class Plan:
+    """X-conditional generation as the inference config asks for it: the masks of every sample and the
+    references given for every prompt (a CSV row's ``video_path``/``audio_path``/``image_path`` win)."""
+
+    masks: FrameMasks
+    defaults: dict[str, str | None]
+
+    def references(self, prompts, clip: tuple[int, int, int], fps: float, stride: int, skip_bad: bool = False):
+        """(prompts, their references, one-line errors of the skipped ones); without ``skip_bad`` the
+        first bad prompt raises its error."""
+        kept, refs, errors = [], [], []
+        for prompt in prompts:
+            paths = {kind: prompt.references.get(f"{kind}_path") or self.defaults[kind] for kind in FLAG_OF}
+            try:
+                ref = load_reference(clip, fps, paths["video"], paths["audio"], paths["image"])
+                ref.check_covers(self.masks, clip[0], fps, stride, name="the references")
+            except UserError as err:
+                files = ", ".join(p for p in paths.values() if p) or "no reference file"
+                message = f"prompt {prompt.index} ({files}): {err}"
+                if not skip_bad:
+                    raise UserError(message) from None
+                logger.warning("skipped %s", message)
+                errors.append(message)
+                continue
+            kept.append(prompt)
+            refs.append(ref)
+        return kept, refs, errors
+
+
+def check_flags(cfg) -> None:
+    """The config's conditioning keys, checked before any model is built (one-line UserErrors)."""
+    from pathlib import Path
+
+    mode, given = cfg.get("condition"), {k: cfg.get(f"ref_{k}") for k in FLAG_OF}
+    ranges = [parse_ranges(cfg.get("keep_video"), "video"), parse_ranges(cfg.get("keep_audio"), "audio")]
+    if mode is not None and mode not in MODES:
+        raise UserError(f"--condition {mode!r}: valid modes are {', '.join(m for m in MODES if m != 'extend')}")
+    if mode == "extend":
+        raise UserError("--condition extend (with --loop) is not available yet")
+    if mode is not None and any(ranges):
+        raise UserError("--condition and --keep-video/--keep-audio are exclusive: a mode fixes what is kept")
+    if mode is None and not any(ranges) and any(given.values()):
+        raise UserError("a reference needs --condition MODE or --keep-video/--keep-audio to say what is kept")
+    if given["video"] and given["image"]:
+        raise UserError("--ref-video and --ref-image are exclusive")
+    if not 0.0 <= float(cfg.get("edit_strength", 0.0)) <= 1.0:
+        raise UserError(f"--edit-strength must be in [0, 1], got {cfg.get('edit_strength')}")
+    for kind, path in given.items():
+        if path and not Path(path).is_file():
+            raise UserError(f"{FLAG_OF[kind]} {path}: no such file")
+    if bool(cfg.get("audio_only", False)) and (mode is not None or ranges[0]):
+        raise UserError("this config is audio-only: only --keep-audio can condition it")
+
+
+def plan_from_config(cfg, gen, clip: tuple[int, int, int]) -> Plan | None:
+    """The run's ``Plan``, or None when the config asks for plain text-to-sounding-video."""
+    check_flags(cfg)
+    mode = cfg.get("condition")
+    keep_video, keep_audio = parse_ranges(cfg.get("keep_video"), "video"), parse_ranges(cfg.get("keep_audio"), "audio")
+    if mode is None and not keep_video and not keep_audio:
+        return None
+    masks = clip_masks(gen, clip, float(cfg.fps), mode, keep_video, keep_audio, float(cfg.get("edit_strength", 0.0)))
+    return Plan(masks, {kind: cfg.get(f"ref_{kind}") for kind in FLAG_OF})

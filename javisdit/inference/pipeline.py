@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from javisdit.distributed import ProcessInfo, init_distributed, shutdown
 from javisdit.errors import ConfigError, UserError
-from javisdit.inference.conditioning import Condition, start_latents
+from javisdit.inference.conditioning import (Condition, build_condition, check_flags, plan_from_config,
+                                             start_latents)
 from javisdit.inference.media import to_uint8_frames, write_mp4, write_png, write_wav
 from javisdit.inference.prompts import Prompt, load_prompts, output_stem
 from javisdit.models import geometry
@@ -63,6 +64,7 @@ class Models:
 class RunReport:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
+    bad_rows: list[str] = field(default_factory=list)  # prompts left out by --skip-bad-rows, with the reason
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
@@ -188,6 +190,7 @@ def run(cfg: Config) -> RunReport:
     torch_dtype(cfg.get("dtype"))  # checked before any work
     T, H, W = get_clip_size(cfg.num_frames, cfg.resolution, cfg.aspect_ratio, cfg.get("image_size"))
     prompts = load_prompts(cfg.get("prompt"), cfg.get("prompt_path"), cfg.start_index, cfg.get("end_index"))
+    check_flags(cfg)
     save_dir = Path(cfg.save_dir)
     _check_save_dir(save_dir)
     info: ProcessInfo = init_distributed()
@@ -220,10 +223,23 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
     # and every process. Sampling draws from per-prompt generators.
     set_seed(int(cfg.seed))
     gen = build_models(cfg, info.device, dtype)
+    plan = plan_from_config(cfg, gen, clip)
     report.seconds["load"] += time.perf_counter() - start
 
     bar = tqdm(mine, desc="prompts", disable=not (verbose == 1 and info.is_main))
     for batch in bar:
+        condition = None
+        if plan is not None:
+            start = time.perf_counter()
+            stride = gen.vae.time_stride if gen.vae is not None else geometry.VIDEO_TIME_STRIDE
+            batch, references, errors = plan.references(batch, clip, int(cfg.fps), stride,
+                                                        bool(cfg.get("skip_bad_rows", False)))
+            report.bad_rows.extend(errors)
+            if not batch:
+                continue
+            condition = build_condition(gen, references, plan.masks, clip, int(cfg.fps), dtype, info.device,
+                                        [f"prompt {p.index}" for p in batch])
+            report.seconds["reference"] += time.perf_counter() - start
         texts, text = [process_prompt(p.text, cfg) for p in batch], None
         if verbose >= 2:
             for line in texts:
@@ -242,7 +258,7 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
                 report.seconds["encode"] += time.perf_counter() - start
             generators = [torch.Generator().manual_seed(_seed(cfg, p, k)) for p in batch]
             video, audio = generate(gen, texts, clip, int(cfg.fps), dtype, generators, progress=verbose >= 2,
-                                    timings=report.seconds, text=text, device=info.device)
+                                    timings=report.seconds, text=text, device=info.device, condition=condition)
             start = time.perf_counter()
             for i, path in enumerate(paths):
                 if path.exists():
@@ -260,6 +276,8 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
             report.seconds["write"] += time.perf_counter() - start
     # No barrier: each process finishes its own share (a barrier after an uneven share is where NCCL's
     # watchdog aborts a slow rank); run() tears the process group down.
+    if report.bad_rows:
+        logger.warning("%d prompt(s) skipped (--skip-bad-rows): their references could not be used", len(report.bad_rows))
     phases = ", ".join(f"{name} {sec:.1f} s" for name, sec in report.seconds.items())
     logger.info("Inference finished (process %d of %d): %d written, %d already there, in %s (%s)", info.rank,
                 info.world_size, len(report.written), len(report.skipped), save_dir, phases)

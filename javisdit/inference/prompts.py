@@ -1,14 +1,16 @@
 """Prompt lists and output names.
 
 Prompts come from ``--prompt`` (one or more) or ``--prompt-path``: a ``.txt`` file with one prompt a
-line, or a ``.csv`` file with a ``text`` column (and optionally ``audio_text``). ``--start-index`` /
+line, or a ``.csv`` file with a ``text`` column (and optionally ``audio_text``, and the per-row references
+of X-conditional generation ``video_path``, ``audio_path``, ``image_path``: relative paths are read from
+the CSV's folder when they exist there). ``--start-index`` /
 ``--end-index`` slice a file's list; the index of a prompt in the full list names its output.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from javisdit.errors import UserError
@@ -19,6 +21,7 @@ class Prompt:
     index: int  # position in the full list: names the output file
     text: str
     audio_text: str | None = None
+    references: dict[str, str] = field(default_factory=dict)  # CSV reference columns of the row, non-empty
 
 
 def load_prompts(prompt: list[str] | str | None = None, prompt_path: str | None = None, start_index: int = 0,
@@ -30,14 +33,17 @@ def load_prompts(prompt: list[str] | str | None = None, prompt_path: str | None 
             prompt.
     """
     audio_texts: list[str | None]
+    references: list[dict[str, str]]
     if prompt is not None:
         texts = [prompt] if isinstance(prompt, str) else list(prompt)
         audio_texts = [None] * len(texts)
+        references = [{} for _ in texts]
         numbers = list(range(start_index, start_index + len(texts)))
     elif prompt_path is not None:
-        texts, audio_texts = _read_prompt_file(Path(prompt_path))
+        texts, audio_texts, references = _read_prompt_file(Path(prompt_path))
         numbers = list(range(len(texts)))[start_index:end_index]
         texts, audio_texts = texts[start_index:end_index], audio_texts[start_index:end_index]
+        references = references[start_index:end_index]
         if not texts:
             raise UserError(f"--prompt-path {prompt_path}: no prompts between --start-index {start_index} and "
                             f"--end-index {end_index}")
@@ -46,10 +52,20 @@ def load_prompts(prompt: list[str] | str | None = None, prompt_path: str | None 
     for number, text in zip(numbers, texts):
         if not text.strip():
             raise UserError(f"prompt {number} is empty")
-    return [Prompt(n, t.strip(), a) for n, t, a in zip(numbers, texts, audio_texts)]
+    return [Prompt(n, t.strip(), a, r) for n, t, a, r in zip(numbers, texts, audio_texts, references)]
 
 
-def _read_prompt_file(path: Path) -> tuple[list[str], list[str | None]]:
+REFERENCE_COLUMNS = ("video_path", "audio_path", "image_path")
+
+
+def _resolve(value: str, folder: Path) -> str:
+    path = Path(value)
+    if not path.is_absolute() and not path.exists() and (folder / path).exists():
+        return str(folder / path)
+    return value
+
+
+def _read_prompt_file(path: Path) -> tuple[list[str], list[str | None], list[dict[str, str]]]:
     if not path.is_file():
         raise UserError(f"--prompt-path: no such file: {path}")
     if path.suffix.lower() == ".csv":
@@ -64,12 +80,16 @@ def _read_prompt_file(path: Path) -> tuple[list[str], list[str | None]]:
         texts = [str(t) for t in table["text"]]
         audio = [str(a) if a != "" else None for a in table["audio_text"]] if "audio_text" in table.columns else None
         audio_texts = audio or [None] * len(texts)
+        columns = [c for c in REFERENCE_COLUMNS if c in table.columns]
+        references = [{c: _resolve(str(row[c]), path.parent) for c in columns if str(row[c]).strip()}
+                      for row in table.to_dict("records")]
     else:
         texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         audio_texts = [None] * len(texts)
+        references = [{} for _ in texts]
     if not texts:
         raise UserError(f"--prompt-path {path}: the file holds no prompts")
-    return texts, audio_texts
+    return texts, audio_texts, references
 
 
 _UNSAFE = re.compile(r"[^\w\-. ]+", flags=re.UNICODE)
