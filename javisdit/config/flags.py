@@ -166,7 +166,10 @@ FLAGS: tuple[Flag, ...] = (
     # --- X-conditional generation (javisdit.inference.conditioning) ------------------------------------
     Flag("--condition", INFERENCE, "X-conditional mode: v2a (a video -> its soundtrack), a2v (a sound -> its "
          "video), i2av (an image as the first frame), ia2v (an image animated to a sound), interpolate (every "
-         "other latent frame of a video kept)", choices=("v2a", "a2v", "i2av", "ia2v", "interpolate")),
+         "other latent frame of a video kept), extend (a video continued: with --loop)",
+         choices=("v2a", "a2v", "i2av", "ia2v", "interpolate", "extend")),
+    Flag("--loop", INFERENCE, "segments of one longer clip: each after the first continues the last frames "
+         "(and their sound) of the one before; one mp4", type=_positive_int),
     Flag("--ref-video", INFERENCE, "reference video for every prompt (a CSV's video_path column: one per row)"),
     Flag("--ref-audio", INFERENCE, "reference sound for every prompt (a CSV's audio_path column: one per row); "
          "with --ref-video it replaces the video's own sound"),
@@ -192,8 +195,8 @@ UNSUPPORTED_FLAGS: dict[str, str] = {
     "--llm-refine": "prompt refinement through the OpenAI API is not part of this implementation",
     "--prompt-generator": "endless generation from a fixed prompt is not supported; pass --prompt",
     "--watermark": "watermarking is not supported",
-    "--loop": "looped extension was never implemented (only --loop 1 worked)",
-    "--condition-frame-length": "video extension (loop > 1) is not supported",
+    "--condition-frame-length": "each segment of --loop keeps the longest head stage 3 trained (a quarter of "
+                                "the latent frames)",
     "--reference-path": "use --condition with --ref-video / --ref-audio / --ref-image (or --keep-video / "
                         "--keep-audio for time ranges) instead",
     "--mask-strategy": "use --condition (v2a, a2v, i2av, ia2v, interpolate) or --keep-video / --keep-audio "

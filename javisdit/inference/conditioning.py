@@ -451,9 +451,14 @@ def check_flags(cfg) -> None:
     mode, given = cfg.get("condition"), {k: cfg.get(f"ref_{k}") for k in FLAG_OF}
     ranges = [parse_ranges(cfg.get("keep_video"), "video"), parse_ranges(cfg.get("keep_audio"), "audio")]
     if mode is not None and mode not in MODES:
-        raise UserError(f"--condition {mode!r}: valid modes are {', '.join(m for m in MODES if m != 'extend')}")
-    if mode == "extend":
-        raise UserError("--condition extend (with --loop) is not available yet")
+        raise UserError(f"--condition {mode!r}: valid modes are {', '.join(MODES)}")
+    loop = int(cfg.get("loop", 1))
+    if loop < 1:
+        raise UserError(f"--loop must be >= 1, got {loop}")
+    if mode == "extend" and (loop < 2 or not given["video"] and not given["image"]):
+        raise UserError("--condition extend continues a reference: give --ref-video and --loop N (N >= 2 segments)")
+    if loop > 1 and bool(cfg.get("audio_only", False)):
+        raise UserError("--loop extends a sounding video; this config is audio-only")
     if mode is not None and any(ranges):
         raise UserError("--condition and --keep-video/--keep-audio are exclusive: a mode fixes what is kept")
     if mode is None and not any(ranges) and any(given.values()):
@@ -476,5 +481,72 @@ def plan_from_config(cfg, gen, clip: tuple[int, int, int]) -> Plan | None:
     keep_video, keep_audio = parse_ranges(cfg.get("keep_video"), "video"), parse_ranges(cfg.get("keep_audio"), "audio")
     if mode is None and not keep_video and not keep_audio:
         return None
-    masks = clip_masks(gen, clip, float(cfg.fps), mode, keep_video, keep_audio, float(cfg.get("edit_strength", 0.0)))
+    strength = float(cfg.get("edit_strength", 0.0))
+    if mode == "extend":  # the first segment is the reference itself, sound included
+        whole = clip_masks(gen, clip, float(cfg.fps), "v2a")
+        masks = FrameMasks(whole.video, torch.zeros_like(whole.audio)).with_strength(strength)
+    else:
+        masks = clip_masks(gen, clip, float(cfg.fps), mode, keep_video, keep_audio, strength)
     return Plan(masks, {kind: cfg.get(f"ref_{kind}") for kind in FLAG_OF})
+
+
+# ----- extension --------------------------------------------------------------------------------------------------
+
+
+def extension_overlap(num_frames: int, time_stride: int = geometry.VIDEO_TIME_STRIDE) -> tuple[int, int]:
+    """(latent frames, pixel frames) a segment keeps from the end of the one before: the longest head
+    stage 3 trained (``quarter_head``: up to a quarter of the latent frames), as whole latent frames."""
+    spans = video_latent_spans(num_frames, time_stride)
+    n = max(1, len(spans) // 4)
+    if len(spans) < 2:
+        raise UserError(f"extension needs at least 2 latent video frames; {num_frames} frames give {len(spans)}")
+    return n, spans[n - 1][1] + 1
+
+
+def extension_length(num_frames: int, loop: int, time_stride: int = geometry.VIDEO_TIME_STRIDE,
+                     fps: float = geometry.FPS) -> tuple[int, int]:
+    """(frames, audio samples) of ``loop`` segments of ``num_frames``: every segment after the first adds
+    what follows its overlap with the one before."""
+    _, overlap = extension_overlap(num_frames, time_stride)
+    samples = geometry.audio_samples(num_frames / fps)
+    skip = round(overlap / fps * geometry.SAMPLE_RATE)
+    return num_frames + (loop - 1) * (num_frames - overlap), samples + (loop - 1) * (samples - skip)
+
+
+def generate_extended(gen, texts: Sequence[str], clip: tuple[int, int, int], fps: int, dtype: torch.dtype,
+                      generators: Sequence[torch.Generator], loop: int, first: Condition | None = None,
+                      device=None, progress: bool = False, timings: dict | None = None):
+    """``loop`` segments, each after the first conditioned on the last frames (``extension_overlap``) of
+    the one before and the sound under them, joined into one clip: (video [B, 3, T_total, H, W], audio
+    [B, S_total]). ``first`` conditions the first segment (e.g. a reference video); the generators
+    carry on from segment to segment."""
+    from javisdit.inference.pipeline import generate
+
+    if gen.vae is None:
+        raise UserError("extension (--loop) needs a video model; this config is audio-only")
+    T = clip[0]
+    stride = gen.vae.time_stride
+    n, overlap = extension_overlap(T, stride)
+    ta = gen.audio_vae.latent_size(T / fps)[1]
+    samples = geometry.audio_samples(T / fps)
+    skip = round(overlap / fps * geometry.SAMPLE_RATE)
+    # video: the head latents, as quarter_head trained; audio: the overlap's own seconds (the nearest
+    # mapping of training would also keep latent frames of the mel padding, which no segment holds)
+    masks = FrameMasks(mode_masks("extend", len(video_latent_spans(T, stride)), ta, n).video,
+                       keep_ranges(T, fps, ta, audio=[(0.0, overlap / fps)], time_stride=stride).audio)
+    kwargs = dict(device=device, progress=progress, timings=timings)
+    video, audio = generate(gen, list(texts), clip, fps, dtype, generators, condition=first, **kwargs)
+    videos, audios = [video], [audio]
+    device = video.device if device is None else device
+    for _ in range(loop - 1):
+        tail_video = video[:, :, -overlap:].clamp(-1, 1)
+        tail_video = torch.cat([tail_video, tail_video[:, :, -1:].expand(-1, -1, T - overlap, -1, -1)], dim=2)
+        tail_audio = F.pad(audio[:, samples - skip:samples], (0, samples - skip))
+        refs = [Reference(tail_video[i], tail_audio[i].float(), overlap / fps, skip / geometry.SAMPLE_RATE)
+                for i in range(len(texts))]
+        condition = build_condition(gen, refs, masks, clip, fps, dtype, device,
+                                    [f"segment tail {i}" for i in range(len(texts))])
+        video, audio = generate(gen, list(texts), clip, fps, dtype, generators, condition=condition, **kwargs)
+        videos.append(video[:, :, overlap:])
+        audios.append(audio[:, skip:samples])
+    return torch.cat(videos, dim=2), torch.cat(audios, dim=1)

@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from javisdit.distributed import ProcessInfo, init_distributed, shutdown
 from javisdit.errors import ConfigError, UserError
-from javisdit.inference.conditioning import (Condition, build_condition, check_flags, plan_from_config,
-                                             start_latents)
+from javisdit.inference.conditioning import (Condition, build_condition, check_flags, generate_extended,
+                                             plan_from_config, start_latents)
 from javisdit.inference.media import to_uint8_frames, write_mp4, write_png, write_wav
 from javisdit.inference.prompts import Prompt, load_prompts, output_stem
 from javisdit.models import geometry
@@ -257,8 +257,13 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
                 text = gen.text_encoder.encode(texts, device=info.device)
                 report.seconds["encode"] += time.perf_counter() - start
             generators = [torch.Generator().manual_seed(_seed(cfg, p, k)) for p in batch]
-            video, audio = generate(gen, texts, clip, int(cfg.fps), dtype, generators, progress=verbose >= 2,
-                                    timings=report.seconds, text=text, device=info.device, condition=condition)
+            if int(cfg.get("loop", 1)) > 1:
+                video, audio = generate_extended(gen, texts, clip, int(cfg.fps), dtype, generators, int(cfg.loop),
+                                                 first=condition, device=info.device, progress=verbose >= 2,
+                                                 timings=report.seconds)
+            else:
+                video, audio = generate(gen, texts, clip, int(cfg.fps), dtype, generators, progress=verbose >= 2,
+                                        timings=report.seconds, text=text, device=info.device, condition=condition)
             start = time.perf_counter()
             for i, path in enumerate(paths):
                 if path.exists():

@@ -56,6 +56,7 @@ SAMPLES = {
     "--keep-audio": (["1-2"], "1-2"),
     "--edit-strength": (["0.25"], 0.25),
     "--skip-bad-rows": ([], True),
+    "--loop": (["3"], 3),
     "--lr": (["3e-5"], 3e-5),
     "--wandb": (["yes"], True),
     "--load": (["runs/000-X/epoch000-global_step10"], "runs/000-X/epoch000-global_step10"),
@@ -148,7 +149,7 @@ def test_flags_a_script_does_not_honour_are_refused(mode, flag, write_config, ca
     assert f"unrecognized arguments: {flag} 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("key", ["loop", "align", "condition_frame_length", "multi_resolution", "audio_fps",
+@pytest.mark.parametrize("key", ["align", "condition_frame_length", "multi_resolution", "audio_fps",
                                  "num_bucket_build_workers", "model_path"])
 def test_config_keys_nothing_reads_are_refused(key, write_config):
     mode = "train" if key in ("num_bucket_build_workers", "model_path") else "inference"
@@ -189,7 +190,8 @@ def test_str2bool_false(text):
         (["--start-index", "-1"], "argument --start-index: must be >= 0"),
         (["--no-such-flag", "1"], "unrecognized arguments: --no-such-flag 1"),
         (["--lr", "1e-4"], "unrecognized arguments: --lr 1e-4"),  # a training flag given to inference
-        (["--loop", "2"], "--loop is not supported: looped extension was never implemented"),
+        (["--loop", "0"], "argument --loop: must be a positive integer"),
+        (["--condition-frame-length", "5"], "--condition-frame-length is not supported: each segment of --loop"),
         (["--llm-refine", "True"], "--llm-refine is not supported: prompt refinement through the OpenAI API"),
     ],
 )

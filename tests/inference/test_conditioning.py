@@ -259,3 +259,52 @@ def test_conditioned_generation_errors(tiny):
         generate_conditioned(gen, ["a"], clip, 24, torch.float32, [0], mode="a2v", video=short)
     with pytest.raises(UserError, match="give a reference video or an image, not both"):
         generate_conditioned(gen, ["a"], clip, 24, torch.float32, [0], mode="i2av", video=short, image=short)
+
+
+def test_extension_overlap_and_length_by_hand():
+    from javisdit.inference.conditioning import extension_length, extension_overlap
+
+    assert extension_overlap(51) == (3, 9)  # 15 latent frames: a quarter is 3, frames 0-8
+    assert extension_overlap(17) == (1, 1) and extension_overlap(17, time_stride=2) == (2, 3)
+    assert extension_length(51, 3) == (51 + 2 * 42, 34000 + 2 * (34000 - 6000))
+    assert extension_length(17, 1) == (17, 11333)
+    with pytest.raises(UserError, match="extension needs at least 2 latent video frames; 1 frames give 1"):
+        extension_overlap(1)
+
+
+def test_extend_joins_segments_without_duplicated_or_dropped_frames(tiny, monkeypatch):
+    from javisdit.inference import pipeline
+    from javisdit.inference.conditioning import extension_length, extension_overlap, generate_extended
+
+    gen, clip = tiny
+    segments, conditions = [], []
+    generate = pipeline.generate
+
+    def spy(*args, condition=None, **kwargs):
+        video, audio = generate(*args, condition=condition, **kwargs)
+        segments.append((video.clone(), audio.clone()))
+        conditions.append(condition)
+        return video, audio
+
+    monkeypatch.setattr(pipeline, "generate", spy)
+    generators = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    video, audio = generate_extended(gen, ["a", "b"], clip, 24, torch.float32, generators, loop=3)
+    T = clip[0]
+    n, overlap = extension_overlap(T)
+    frames, samples = extension_length(T, 3)
+    assert video.shape == (2, 3, frames, *clip[1:]) and audio.shape == (2, samples)
+    assert len(segments) == 3 and conditions[0] is None
+    skip = round(overlap / 24 * 16000)
+    S = geometry.audio_samples(T / 24)
+    assert torch.equal(video[:, :, :T], segments[0][0]) and torch.equal(audio[:, :S], segments[0][1])
+    assert torch.equal(video[:, :, T : 2 * T - overlap], segments[1][0][:, :, overlap:])
+    assert torch.equal(audio[:, S : 2 * S - skip], segments[1][1][:, skip:])
+    assert torch.equal(video[:, :, -(T - overlap):], segments[2][0][:, :, overlap:])
+    for k in (1, 2):  # segment k keeps the head latents of the previous segment's tail, and its sound
+        masks = conditions[k].masks
+        assert masks["video"][0].tolist() == [0.0] * n + [1.0] * (masks["video"].shape[1] - n)
+        assert (masks["audio"][0] < 1).sum() == int(overlap / 24 / 0.04 + 1e-6)
+        last = segments[k - 1][0][0].clamp(-1, 1)  # its last `overlap` frames, then the last one repeated
+        tail = torch.cat([last[:, -overlap:], last[:, -1:].expand(-1, T - overlap, -1, -1)], dim=1)
+        tail = encode_references(gen.vae, gen.audio_vae, [Reference(video=tail)], T / 24, "cpu", torch.float32)["video"]
+        assert torch.allclose(conditions[k].latents["video"][:1], tail, atol=1e-5)

@@ -96,3 +96,25 @@ def test_help_explains_the_flags(capsys):
                  "--edit-strength", "--skip-bad-rows"):
         assert flag in text
     assert "v2a (a video -> its soundtrack)" in text
+
+
+def test_loop_writes_one_continuous_mp4(media, tmp_path):
+    from javisdit.inference.conditioning import extension_length
+
+    assert _run("--prompt", "a dog barks", "--save-dir", str(tmp_path / "a"), "--loop", "3") == 0
+    frames, _ = extension_length(9, 3)
+    assert frames == 9 + 2 * 8 and _frames(tmp_path / "a" / "sample_0000.mp4").shape == (frames, 32, 48, 3)
+    assert _run("--prompt", "a dog barks", "--save-dir", str(tmp_path / "b"), "--loop", "2", "--condition", "extend",
+                "--ref-video", str(media / "clip.mp4")) == 0
+    assert _frames(tmp_path / "b" / "sample_0000.mp4").shape == (9 + 8, 32, 48, 3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--condition", "extend", "--ref-video", "{clip}"], "--condition extend continues a reference: give --ref-video "
+                                                         "and --loop N"),
+    (["--loop", "2", "--cfg-options", "audio_only=True"], "--loop extends a sounding video; this config is audio-only"),
+])
+def test_bad_extension_is_one_line(media, tmp_path, capsys, argv, message):
+    argv = [a.format(clip=media / "clip.mp4") for a in argv]
+    assert _run("--prompt", "x", "--save-dir", str(tmp_path / "out"), *argv) == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
