@@ -31,8 +31,14 @@ from tqdm import tqdm
 
 from javisdit.distributed import ProcessInfo, init_distributed, shutdown
 from javisdit.errors import ConfigError, UserError
-from javisdit.inference.conditioning import (Condition, build_condition, check_flags, generate_extended,
-                                             plan_from_config, start_latents)
+from javisdit.inference.conditioning import (
+    Condition,
+    build_condition,
+    check_flags,
+    generate_extended,
+    plan_from_config,
+    start_latents,
+)
 from javisdit.inference.media import to_uint8_frames, write_mp4, write_png, write_wav
 from javisdit.inference.prompts import Prompt, load_prompts, output_stem
 from javisdit.models import geometry

@@ -110,11 +110,25 @@ def test_loop_writes_one_continuous_mp4(media, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--condition", "extend", "--ref-video", "{clip}"], "--condition extend continues a reference: give --ref-video "
-                                                         "and --loop N"),
+    (["--condition", "extend", "--ref-video", "{clip}"],
+     "--condition extend continues a reference: give --ref-video and --loop N"),
     (["--loop", "2", "--cfg-options", "audio_only=True"], "--loop extends a sounding video; this config is audio-only"),
 ])
 def test_bad_extension_is_one_line(media, tmp_path, capsys, argv, message):
     argv = [a.format(clip=media / "clip.mp4") for a in argv]
     assert _run("--prompt", "x", "--save-dir", str(tmp_path / "out"), *argv) == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_benchmark_script_times_every_mode(tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("conditioning_bench", REPO / "scripts" / "benchmarks" / "conditioning.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--skip-full", "--repeats", "1", "--json", str(tmp_path / "out.json")]) == 0
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert set(bench.MODES) <= set(result["tiny"]) and "full" not in result
+    assert all(result["tiny"][name] > 0 for name in bench.MODES)
+    assert result["tiny"]["clip"] == {"frames": 17, "height": 144, "width": 256}
