@@ -162,7 +162,7 @@ class Reference:
                      time_stride: int = geometry.VIDEO_TIME_STRIDE, name: str = "reference") -> None:
         """A one-line UserError when a kept latent frame lies beyond what the reference holds."""
         spans = video_latent_spans(num_frames, time_stride)
-        kept = [(b + 1) / fps for (a, b), m in zip(spans, masks.video.tolist()) if m < 1]
+        kept = [(last + 1) / fps for (_, last), m in zip(spans, masks.video.tolist()) if m < 1]
         if kept and (self.video is None or max(kept) > self.video_seconds + 1e-6):
             have = "no video" if self.video is None else f"{self.video_seconds:.2f} s of video"
             raise UserError(f"{name}: holds {have}, but the condition keeps video up to {max(kept):.2f} s")
@@ -174,12 +174,7 @@ class Reference:
             raise UserError(f"{name}: holds {have}, but the condition keeps audio up to {max(kept):.2f} s")
 
 
-def _unreadable(err: Exception) -> UserError:
-    return UserError(str(err))
-
-
-def read_video(path: str, num_frames: int, fps: float, height: int, width: int,
-               with_audio: bool = True) -> Reference:
+def read_video(path: str, num_frames: int, fps: float, height: int, width: int) -> Reference:
     """The first ``num_frames / fps`` seconds of a video file at ``fps``, resized and cropped like the
     training data; its sound too when it has one. Shorter files are padded (last frame, silence) with a
     log line; the padding is recorded so that no kept frame can use it."""
@@ -190,23 +185,20 @@ def read_video(path: str, num_frames: int, fps: float, height: int, width: int,
         info = video_info(path)
         if info.num_frames < 1 or info.fps <= 0:
             raise UserError(f"{path}: no video frames")
-        available = min(num_frames, int(info.num_frames * fps / info.fps + 1e-6))
-        available = max(1, available)
+        available = max(1, min(num_frames, int(info.num_frames * fps / info.fps + 1e-6)))
         indices = [min(info.num_frames - 1, round(i * info.fps / fps)) for i in range(available)]
         frames = read_video_frames(path, indices)
     except UnreadableClip as err:
-        raise _unreadable(err) from None
+        raise UserError(str(err)) from None
     if available < num_frames:
         logger.info("%s: %d of %d frames; the last frame is repeated", path, available, num_frames)
         frames = torch.cat([frames, frames[-1:].expand(num_frames - available, -1, -1, -1)])
     ref = Reference(video=resize_crop(frames, height, width), video_seconds=available / fps)
-    if with_audio:
-        try:
-            audio = read_audio_file(path, num_frames / fps)
-        except UserError:
-            audio = None  # a silent video: an audio-keeping condition will say so
-        if audio is not None:
-            ref.audio, ref.audio_seconds = audio.audio, audio.audio_seconds
+    try:
+        sound = read_audio_file(path, num_frames / fps)
+        ref.audio, ref.audio_seconds = sound.audio, sound.audio_seconds
+    except UserError:
+        pass  # a silent video: a condition that keeps audio says so (check_covers)
     return ref
 
 
@@ -235,7 +227,7 @@ def read_audio_file(path: str, seconds: float) -> Reference:
     try:
         data, rate = read_audio(path)
     except UnreadableClip as err:
-        raise _unreadable(err) from None
+        raise UserError(str(err)) from None
     wave = to_mono_16k(data, rate, str(path)).reshape(-1)
     target = geometry.audio_samples(seconds)
     have = min(wave.shape[0], target)
