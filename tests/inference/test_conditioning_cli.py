@@ -132,3 +132,17 @@ def test_benchmark_script_times_every_mode(tmp_path):
     assert set(bench.MODES) <= set(result["tiny"]) and "full" not in result
     assert all(result["tiny"][name] > 0 for name in bench.MODES)
     assert result["tiny"]["clip"] == {"frames": 17, "height": 144, "width": 256}
+
+
+def test_wrong_kind_of_reference_is_one_line(media, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run("--prompt", "x", "--save-dir", str(out), "--condition", "v2a", "--ref-video", str(media / "sound.wav")) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: prompt 0 (") and "sound.wav: cannot read video" in err
+    csv = tmp_path / "rows.csv"  # a row with an image where the mode needs a video
+    csv.write_text(f"text,image_path\nfirst,{media / 'image.png'}\n")
+    assert _run("--prompt-path", str(csv), "--save-dir", str(out), "--condition", "v2a") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "prompt 0 (" in err and "image.png): the references: holds 0.04 s of video, but the condition keeps " \
+        "video up to 0.38 s" in err
+    assert not out.exists() or list(out.iterdir()) == []
