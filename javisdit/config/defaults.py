@@ -42,7 +42,7 @@ INFERENCE_DEFAULTS: dict[str, Any] = dict(
     keep_audio=None,
     edit_strength=0.0,
     skip_bad_rows=False,
-    loop=1,  # segments of an extended clip (javisdit.inference.conditioning.generate_extended)
+    loop=1,  # segments of an extended clip (javisdit.inference.extension.generate_extended)
 )
 
 TRAINING_DEFAULTS: dict[str, Any] = dict(

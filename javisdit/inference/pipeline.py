@@ -35,10 +35,10 @@ from javisdit.inference.conditioning import (
     Condition,
     build_condition,
     check_flags,
-    generate_extended,
     plan_from_config,
     start_latents,
 )
+from javisdit.inference.extension import generate_extended
 from javisdit.inference.media import to_uint8_frames, write_mp4, write_png, write_wav
 from javisdit.inference.prompts import Prompt, load_prompts, output_stem
 from javisdit.models import geometry

@@ -27,6 +27,7 @@ MEL_BINS = 64
 AUDIO_VAE_STRIDE = 4
 AUDIO_LATENT_CHANNELS = 8
 MEL_PAD_MULTIPLE = 32
+AUDIO_LATENT_SECONDS = MEL_HOP * AUDIO_VAE_STRIDE / SAMPLE_RATE  # 40 ms per audio latent frame
 
 
 def video_chunk_latents(time_stride: int = VIDEO_TIME_STRIDE) -> int:
@@ -39,6 +40,17 @@ def video_latent_frames(num_frames: int, time_stride: int = VIDEO_TIME_STRIDE) -
     for the rest (51 -> 15 at the v1.2 stride of 4; ``time_stride``: a temporal VAE of another stride)."""
     full, rest = divmod(num_frames, VIDEO_CHUNK_FRAMES)
     return video_chunk_latents(time_stride) * full + -(-rest // time_stride)
+
+
+def video_latent_spans(num_frames: int, time_stride: int = VIDEO_TIME_STRIDE) -> list[tuple[int, int]]:
+    """The pixel frames ``[first, last]`` (inclusive) that each latent frame of a ``num_frames`` clip encodes."""
+    spans = []
+    for start in range(0, num_frames, VIDEO_CHUNK_FRAMES):
+        length = min(VIDEO_CHUNK_FRAMES, num_frames - start)
+        spans.append((start, start))
+        for first in range(1, length, time_stride):
+            spans.append((start + first, start + min(first + time_stride, length) - 1))
+    return spans
 
 
 def video_latent_size(num_frames: int, height: int, width: int,
@@ -69,5 +81,4 @@ def audio_samples(seconds: float) -> int:
 def audio_latents_per_video_latent(fps: float = FPS) -> float:
     """Audio latent frames spanned by one video latent frame (about 3.54 at 24 fps)."""
     video_latent_seconds = VIDEO_CHUNK_FRAMES / VIDEO_CHUNK_LATENTS / fps
-    audio_latent_seconds = MEL_HOP / SAMPLE_RATE * AUDIO_VAE_STRIDE
-    return video_latent_seconds / audio_latent_seconds
+    return video_latent_seconds / AUDIO_LATENT_SECONDS

@@ -49,7 +49,8 @@ def tiny_modes(repeats: int = 2) -> dict:
     import torch
 
     from javisdit.config import parse_configs
-    from javisdit.inference.conditioning import generate_conditioned, generate_extended
+    from javisdit.inference.conditioning import generate_conditioned
+    from javisdit.inference.extension import generate_extended
     from javisdit.inference.pipeline import build_models, generate
     from javisdit.sizes import get_clip_size
 
@@ -81,7 +82,7 @@ def tiny_modes(repeats: int = 2) -> dict:
 def full_encode() -> dict:
     import torch
 
-    from javisdit.inference.conditioning import Reference, encode_references
+    from javisdit.inference.references import Reference, encode_references
     from javisdit.models import geometry
     from javisdit.registry import MODELS, build_module
 

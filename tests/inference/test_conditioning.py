@@ -1,24 +1,16 @@
 """X-conditional masks: the named modes against the stage-3 training tasks, time ranges to latent frames."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from javisdit.errors import UserError
-from javisdit.inference.conditioning import (
-    MODES,
-    TRAINING_TASK,
-    FrameMasks,
-    Reference,
-    encode_references,
-    generate_conditioned,
-    keep_ranges,
-    mode_masks,
-    read_audio_file,
-    read_image,
-    read_video,
-    video_latent_spans,
-)
+from javisdit.inference.conditioning import MODES, TRAINING_TASK, FrameMasks, generate_conditioned, keep_ranges, mode_masks
+from javisdit.inference.references import Reference, encode_references, read_audio_file, read_image, read_video
 from javisdit.models import geometry
+from javisdit.models.geometry import video_latent_spans
 from javisdit.training.masks import VAMaskGenerator
 
 
@@ -247,6 +239,71 @@ def test_general_form_keeps_time_ranges(tiny, sampled):
     assert not torch.allclose(z["audio"][:, :, :5], reference["audio"][:, :, :5], atol=1e-3)
 
 
+class _BlockAE(torch.nn.Module):
+    """A mel autoencoder that keeps time exactly, standing in for a trained one: an audio latent frame is
+    the mean of its 4x4 mel block (the VAE's strides), decoding repeats it over the block."""
+
+    config = SimpleNamespace(latent_channels=8, scaling_factor=1.0)
+    dtype = torch.float32
+
+    def encode(self, mel):
+        z = F.avg_pool2d(mel, geometry.AUDIO_VAE_STRIDE).expand(-1, 8, -1, -1)
+        return SimpleNamespace(latent_dist=SimpleNamespace(mean=z, std=torch.zeros_like(z)))
+
+    def decode(self, z):
+        mel = F.interpolate(z.mean(1, keepdim=True), scale_factor=geometry.AUDIO_VAE_STRIDE, mode="nearest")
+        return SimpleNamespace(sample=mel)
+
+
+class _EnergyVocoder(torch.nn.Module):
+    """Each 10 ms mel frame becomes one hop of samples holding its mean energy (no STFT smear)."""
+
+    def forward(self, log_mel):
+        return log_mel.exp().mean(-1).repeat_interleave(geometry.MEL_HOP, dim=-1)
+
+
+def _click_frame(energy: torch.Tensor, first: int, last: int) -> float:
+    """The centre of the mel frames in [first, last) holding at least half the peak energy there."""
+    window = energy[first:last]
+    loud = (window >= window.max() / 2).nonzero().flatten().float()
+    return first + float(loud.mean())
+
+
+# (click time, what is kept, the kept mel frames by hand): 0.2-0.6 s is audio latents 5-14, mel frames
+# 20-59; interpolate keeps video latents 0, 2, 4 of 5, which nearest-map to audio latents 10-14 of 24
+# (mel frames 40-59) in the middle (and 0-4, 20-23 at the ends)
+@pytest.mark.parametrize("seconds, keep, kept", [(0.21, dict(keep_audio=[(0.2, 0.6)]), (20, 60)),
+                                                 (0.41, dict(mode="interpolate"), (40, 60))])
+def test_a_click_in_kept_audio_is_still_there_after_decoding(tiny, seconds, keep, kept):
+    """A click at a known time in the reference's kept audio is in the decoded output at that time,
+    +-1 mel frame, and the output is the reference's exactly on the kept mel frames and not next to
+    them: kept seconds -> audio latent frames (the general form's ranges, or a mode's video mask mapped
+    to the audio as training did) -> the decoded sound."""
+    from dataclasses import replace
+
+    from javisdit.models.vae.audio import AudioLDM2
+
+    gen, clip = tiny
+    gen = replace(gen, audio_vae=AudioLDM2(_BlockAE(), _EnergyVocoder(), sample_posterior=False))
+    seconds_clip = clip[0] / 24
+    wave = torch.zeros(geometry.audio_samples(seconds_clip))
+    at = round(seconds * geometry.SAMPLE_RATE)
+    wave[at - 20 : at + 20] = torch.tensor([1.0, -1.0]).repeat(20)
+    ref = Reference(video=_reference(clip).video, audio=wave, video_seconds=seconds_clip, audio_seconds=seconds_clip)
+    _, audio = generate_conditioned(gen, ["a"], clip, 24, torch.float32, [7], video=ref, audio=ref, **keep)
+
+    def energy(sound):  # per mel frame (one hop of samples)
+        return sound[: sound.shape[0] // geometry.MEL_HOP * geometry.MEL_HOP].reshape(-1, geometry.MEL_HOP).mean(-1)
+
+    out = energy(audio[0])
+    recon = energy(gen.audio_vae.decode(gen.audio_vae.encode_waveform(wave[None], seconds_clip), len(wave))[0])
+    first, last = kept
+    assert torch.equal(out[first:last], recon[first:last])
+    assert not torch.allclose(out[first - 4 : first], recon[first - 4 : first])  # the latent frames either side
+    assert not torch.allclose(out[last : last + 4], recon[last : last + 4])  # are generated
+    assert abs(_click_frame(out, first, last) - seconds * 100) <= 1
+
+
 def test_conditioned_generation_errors(tiny):
     gen, clip = tiny
     short = Reference(video=_reference(clip).video, video_seconds=0.5)
@@ -262,7 +319,7 @@ def test_conditioned_generation_errors(tiny):
 
 
 def test_extension_overlap_and_length_by_hand():
-    from javisdit.inference.conditioning import extension_length, extension_overlap
+    from javisdit.inference.extension import extension_length, extension_overlap
 
     assert extension_overlap(51) == (3, 9)  # 15 latent frames: a quarter is 3, frames 0-8
     assert extension_overlap(17) == (1, 1) and extension_overlap(17, time_stride=2) == (2, 3)
@@ -274,7 +331,7 @@ def test_extension_overlap_and_length_by_hand():
 
 def test_extend_joins_segments_without_duplicated_or_dropped_frames(tiny, monkeypatch):
     from javisdit.inference import pipeline
-    from javisdit.inference.conditioning import extension_length, extension_overlap, generate_extended
+    from javisdit.inference.extension import extension_length, extension_overlap, generate_extended
 
     gen, clip = tiny
     segments, conditions = [], []

@@ -99,7 +99,7 @@ def test_help_explains_the_flags(capsys):
 
 
 def test_loop_writes_one_continuous_mp4(media, tmp_path):
-    from javisdit.inference.conditioning import extension_length
+    from javisdit.inference.extension import extension_length
 
     assert _run("--prompt", "a dog barks", "--save-dir", str(tmp_path / "a"), "--loop", "3") == 0
     frames, _ = extension_length(9, 3)
