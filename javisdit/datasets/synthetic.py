@@ -81,7 +81,7 @@ def make_synthetic_dataset(out_dir: str | Path, num_clips: int = 4, seconds: flo
                                             phase=float(rng.uniform(0, period)))
         name = f"clip_{i:04d}"
         video, audio = out / "videos" / f"{name}.mp4", out / "audios" / f"{name}.wav"
-        write_mp4(video, frames, fps, wave, geometry.SAMPLE_RATE)
+        write_mp4(video, frames, fps, wave, geometry.SAMPLE_RATE, deterministic=True)
         write_wav(audio, wave, geometry.SAMPLE_RATE)
         text = f"a {colour} ball bounces across the floor, clicking each time it lands"
         clips.append(Clip(video, audio, text, len(frames), height, width, fps, tuple(bounces)))

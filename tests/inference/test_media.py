@@ -29,6 +29,15 @@ def test_mp4_round_trip(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]  # no temporary file left
 
 
+def test_deterministic_mp4_gives_the_same_bytes(tmp_path):
+    """Data sets promise byte-identical files for the same seed: x264 without its assembly kernels."""
+    frames = np.random.default_rng(1).integers(0, 255, (12, 64, 64, 3), dtype=np.uint8)
+    wave = np.random.default_rng(2).standard_normal(8000).astype(np.float32) * 0.1
+    files = [write_mp4(tmp_path / f"{i}.mp4", frames, 24, wave, deterministic=True).read_bytes() for i in range(4)]
+    assert all(f == files[0] for f in files[1:])
+    assert _read(tmp_path / "0.mp4")["frames"] == 12
+
+
 def test_odd_sizes_are_padded(tmp_path):
     path = write_mp4(tmp_path / "odd.mp4", np.zeros((3, 33, 45, 3), np.uint8), 12, np.zeros(100, np.float32))
     assert _read(path)["size"] == (34, 46)

@@ -102,7 +102,8 @@ def test_deterministic_and_parameter_free():
     first = vocoder(mel)
     assert torch.equal(first, vocoder(mel)) and torch.equal(first, GriffinLimVocoder(n_iter=2)(mel))
     assert not torch.equal(first, GriffinLimVocoder(n_iter=2, seed=1)(mel))
-    assert torch.equal(vocoder(mel[1]), first[1])  # unbatched [T, 64] -> [S]; the batch does not mix
+    # unbatched [T, 64] -> [S]; the batch does not mix (batched FFTs may round differently)
+    torch.testing.assert_close(vocoder(mel[1]), first[1], rtol=1e-4, atol=1e-6)
     assert vocoder.state_dict() == {} and not list(vocoder.parameters())
     with torch.device("meta"):  # as the checkpoint builder makes the parts: nothing of it is meta
         built = GriffinLimVocoder(n_iter=2)
