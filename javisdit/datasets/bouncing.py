@@ -292,7 +292,8 @@ def _make_clip(job: tuple) -> dict:
                             geometry.SAMPLE_RATE)
     name = f"clip_{index:05d}"
     video, audio, negative = f"videos/{name}.mp4", f"audios/{name}.wav", f"audios/{name}_unpaired.wav"
-    write_mp4(out / video, render_frames(attributes, duration, fps, height, width), fps, wave, geometry.SAMPLE_RATE)
+    write_mp4(out / video, render_frames(attributes, duration, fps, height, width), fps, wave, geometry.SAMPLE_RATE,
+              deterministic=True)
     write_wav(out / audio, wave, geometry.SAMPLE_RATE)
     write_wav(out / negative, unpaired, geometry.SAMPLE_RATE)
     text, audio_text = caption(attributes)
