@@ -12,4 +12,4 @@ verbose = 1
 aes = None
 
 model = dict(from_pretrained="./assets/javisdit-mini/model")
-scheduler = dict(num_sampling_steps=30, cfg_scale=7.0)
+scheduler = dict(num_sampling_steps=30, cfg_scale=7.0, use_timestep_transform=False)  # as trained

@@ -1,7 +1,7 @@
 # JavisDiT-mini, stage 1: the audio branch trained text-to-audio, initialised from the video branch (as v0.1
 # from Open-Sora's STDiT-v3), the video branch frozen: scripts/train.py configs/mini/stage1_audio.py
 _base_ = ["./_base_/train.py", "./_base_/encoders.py", "./_base_/model.py",
-          "../javisdit-v0-1/_base_/rflow_train.py", "../javisdit-v0-1/_base_/dit_optim.py"]
+          "./_base_/rflow_train.py", "../javisdit-v0-1/_base_/dit_optim.py"]
 
 audio_only = True
 load_text_features = False

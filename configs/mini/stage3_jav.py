@@ -2,7 +2,7 @@
 # on top of the frozen video branch and stage-1 audio branch, conditioned on the frozen stage-2 prior:
 # scripts/train.py configs/mini/stage3_jav.py
 _base_ = ["./_base_/train.py", "./_base_/encoders.py", "./_base_/model.py", "./_base_/prior.py",
-          "../javisdit-v0-1/_base_/rflow_train.py", "../javisdit-v0-1/_base_/dit_optim.py",
+          "./_base_/rflow_train.py", "../javisdit-v0-1/_base_/dit_optim.py",
           "../javisdit-v0-1/_base_/stage3_masks.py"]  # v0.1's conditioning tasks (X-conditional generation)
 
 load_text_features = False

@@ -1,7 +1,7 @@
 # JavisDiT-mini, the video branch: an STDiT3 of the mini size trained text-to-video from scratch (the role
 # Open-Sora's STDiT-v3 plays for v0.1; stage 1 starts from it): scripts/train.py configs/mini/video_branch.py
 _base_ = ["./_base_/train.py", "./_base_/encoders.py", "./_base_/model.py",
-          "../javisdit-v0-1/_base_/rflow_train.py", "../javisdit-v0-1/_base_/dit_optim.py"]
+          "./_base_/rflow_train.py", "../javisdit-v0-1/_base_/dit_optim.py"]
 
 video_only = True
 load_text_features = False
@@ -17,6 +17,7 @@ model = dict(
     depth=4,
     hidden_size=128,
     num_heads=4,
+    patch_size=(1, 4, 4),
     caption_channels=64,
     model_max_length=32,
     qk_norm=True,
@@ -26,5 +27,5 @@ model = dict(
 lr = 5e-4
 warmup_steps = 100
 ema_decay = 0.995
-max_steps = 1000
+max_steps = 3300
 ckpt_every = 400

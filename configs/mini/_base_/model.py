@@ -10,6 +10,7 @@ model = dict(
     spatial_prior_len=32,
     temporal_prior_len=32,
     st_prior_channel=128,
+    patch_size=(1, 4, 4),  # a 64x64 clip's 8x8 latent frames as 2x2 tokens
     audio_patch_size=(4, 1),
     enable_flash_attn=False,
     enable_layernorm_kernel=False,
