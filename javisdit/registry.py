@@ -1,7 +1,8 @@
 """Registries that turn config dicts into objects, keyed by the original config ``type`` names.
 
 ``MODELS`` holds the networks and frozen encoders (``VASTDiT3-XL/2``, ``STDiT3-XL/2``, ``STIBPrior``,
-``OpenSoraVAE_V1_2``, ``AudioLDM2``, ``t5``), ``SCHEDULERS`` the diffusion schedulers (``rflow``) and
+``OpenSoraVAE_V1_2``, ``AudioLDM2``, ``t5``, and JavisDiT++'s ``Wan2_1_T2V_1_3B``, ``Wan2_1_T2V_1_3B_VAE``,
+``Wan2_1_T2V_1_3B_t5_umt5``), ``SCHEDULERS`` the diffusion schedulers (``rflow``) and
 ``DATASETS`` the datasets (``VariableVideoAudioTextDataset``, ``BatchFeatureDataset``). Each registry
 imports its package lazily the first time a name is looked up, so importing this module is cheap.
 """

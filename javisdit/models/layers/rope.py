@@ -1,4 +1,5 @@
-"""Rotary position embedding over the sequence axis, interleaved-pair convention.
+"""Rotary position embedding, interleaved-pair convention: over the sequence axis (v0.1), and over three
+axes (t, h, w) for JavisDiT++ (``rope_angles_3d``).
 
 Consecutive channel pairs ``(x0, x1)`` are rotated by ``pos * freq``:
 ``(x0 cos - x1 sin, x1 cos + x0 sin)``, with ``freq_k = 10000^(-2k/D)`` (the ``freqs_for="lang"``
@@ -35,3 +36,35 @@ class RotaryEmbedding(nn.Module):
         pairs = x.unflatten(-1, (-1, 2))
         rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
         return x * angles.cos() + rotated * angles.sin()
+
+
+# ----- 3-axis RoPE (JavisDiT++ / Wan2.1) ------------------------------------------------------------------------
+
+
+def axis_dims(head_dim: int) -> tuple[int, int, int]:
+    """Channels of a head rotated by the (t, h, w) positions: ``d - 4⌊d/6⌋, 2⌊d/6⌋, 2⌊d/6⌋`` (128 -> 44, 42, 42)."""
+    sixth = head_dim // 6
+    return head_dim - 4 * sixth, 2 * sixth, 2 * sixth
+
+
+def rope_angles_3d(positions: torch.Tensor, head_dim: int, theta: float = 10000.0) -> torch.Tensor:
+    """Rotation angles [L, head_dim / 2] (float64) of tokens at (t, h, w) ``positions`` [L, 3].
+
+    Axis a rotates its ``axis_dims[a] / 2`` channel pairs with frequencies ``1 / theta^(2j / dim_a)``;
+    the pairs of t come first, then h, then w.
+    """
+    angles = []
+    for axis, dim in enumerate(axis_dims(head_dim)):
+        inverse = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=positions.device) / dim)
+        angles.append(positions[:, axis, None].to(torch.float64) * inverse[None])
+    return torch.cat(angles, dim=1)
+
+
+def apply_rope_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs of x [..., L, D] by ``angles`` [L, D / 2], in the angles' precision
+    (float64 for JavisDiT++), the result cast back to x's dtype."""
+    pairs = x.to(angles.dtype).unflatten(-1, (-1, 2))
+    cos, sin = angles.cos(), angles.sin()
+    real = pairs[..., 0] * cos - pairs[..., 1] * sin
+    imag = pairs[..., 0] * sin + pairs[..., 1] * cos
+    return torch.stack((real, imag), dim=-1).flatten(-2).to(x.dtype)
