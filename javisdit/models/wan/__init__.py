@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from javisdit.models.hub import resolve_weights
-from javisdit.models.wan import umt5  # noqa: F401  (registers Wan2_1_T2V_1_3B_t5_umt5)
+from javisdit.models.wan import umt5, vae  # noqa: F401  (register the text encoder and the video VAE)
 from javisdit.models.wan.config import PRESETS, WanConfig, accepted_kwargs, make_config
 from javisdit.models.wan.lora import load_wan_checkpoint, merge_lora
 from javisdit.models.wan.model import WanModel
