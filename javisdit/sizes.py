@@ -24,8 +24,13 @@ NUM_FRAMES_SHORTHANDS: dict[str, int] = {
 }
 
 
-def parse_num_frames(value: int | str) -> int:
-    """Frame count of ``value``: a shorthand (``"4s"`` -> 102 at 24 fps) or a positive integer.
+def parse_num_frames(value: int | str, fps: int = 24) -> int:
+    """Frame count of ``value``: a shorthand or a positive integer.
+
+    At 24 fps (v0.1) the shorthands are Open-Sora's table (``"4s"`` -> 102 frames, 4.25 s). At any other
+    rate ``"Ns"`` is ``N·fps + 1`` frames (JavisDiT++ at 16 fps: ``"4s"`` -> 65, ``"5s"`` -> 81): the
+    Wan VAE's 1 + 4k frames, N seconds and one frame. Upstream JavisDiT++ read the 24-fps table at 16 fps,
+    so its ``"4s"`` gave 102 frames, 6.4 s (spec MODEL_V1.md §14.3); that is fixed here.
 
     Raises:
         ConfigError: ``value`` is neither a known shorthand nor a positive integer.
@@ -36,6 +41,8 @@ def parse_num_frames(value: int | str) -> int:
         frames = value
     else:
         text = str(value).strip().lower()
+        if fps != 24 and text.endswith("s") and text[:-1].isdigit() and int(text[:-1]) > 0:
+            return int(text[:-1]) * fps + 1
         if text in NUM_FRAMES_SHORTHANDS:
             return NUM_FRAMES_SHORTHANDS[text]
         try:
@@ -181,14 +188,16 @@ def get_clip_size(
     resolution: str | None = None,
     aspect_ratio: str | None = None,
     image_size: tuple[int, int] | list[int] | None = None,
+    fps: int = 24,
 ) -> tuple[int, int, int]:
-    """``(T, H, W)`` of a clip: ``image_size`` wins over the resolution and aspect-ratio tables.
+    """``(T, H, W)`` of a clip: ``image_size`` wins over the resolution and aspect-ratio tables; ``fps``
+    decides what a ``"Ns"`` frame count means (``parse_num_frames``).
 
     Raises:
         ConfigError: an invalid frame count, resolution or aspect ratio, or neither a size nor a
             resolution/aspect-ratio pair.
     """
-    frames = parse_num_frames(num_frames)
+    frames = parse_num_frames(num_frames, fps)
     if image_size is not None:
         height, width = (int(v) for v in image_size)
         if height < 1 or width < 1:

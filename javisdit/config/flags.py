@@ -34,6 +34,11 @@ def str2bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"invalid boolean {value!r}: use true/false, yes/no or 1/0")
 
 
+def _check_num_frames(text: str) -> int:
+    """An integer or ``Ns`` (whether the config's fps has a table entry for it is checked with the fps)."""
+    return parse_num_frames(text, fps=0)
+
+
 def _checked(check: Callable[[str], Any]) -> Callable[[str], str]:
     """An argparse type that validates with ``check`` but keeps the text as given."""
 
@@ -140,14 +145,17 @@ FLAGS: tuple[Flag, ...] = (
          "bin; default: the last)", type=_non_negative_int, also=(EXTRACT,)),
     Flag("--model-path", INFERENCE, "weights of the diffusion model (hub id, folder or file); wins over "
          "model.from_pretrained"),
+    Flag("--lora-dir", INFERENCE, "JavisDiT++: the LoRA adapter folder inside the checkpoint, merged at load "
+         "(default lora)"),
     Flag("--num-sample", INFERENCE, "samples per prompt", type=_positive_int),
     _bool("--prompt-as-path", INFERENCE, "name each output after its prompt"),
     Flag("--verbose", INFERENCE, "0: quiet, 1: a bar over prompts, 2: a bar per sampling run",
          type=int, choices=(0, 1, 2)),
     Flag("--prompt-path", INFERENCE, ".txt (one prompt a line) or .csv (a 'text' column) of prompts"),
     Flag("--prompt", INFERENCE, "one or more prompts", nargs="+"),
-    Flag("--num-frames", INFERENCE, "frames per clip: 2s, 4s, 8s, 16s, 32s or an integer",
-         type=_checked(parse_num_frames)),
+    Flag("--num-frames", INFERENCE, "frames per clip: an integer, or seconds: at 24 fps 2s, 4s, 8s, 16s, 32s "
+         "(Open-Sora's table, 4s = 102 frames), at other rates Ns = N*fps+1 frames (4s = 65 at 16 fps)",
+         type=_checked(_check_num_frames)),
     Flag("--fps", INFERENCE, "frames per second of the generated video", type=_positive_int),
     Flag("--save-fps", INFERENCE, "frame rate written into the mp4", type=_positive_int),
     Flag("--image-size", INFERENCE, "frame height and width in pixels (bypasses the resolution tables)",

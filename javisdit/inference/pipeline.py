@@ -17,6 +17,7 @@ not.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
@@ -64,6 +65,7 @@ class Models:
     scheduler: object
     vae: torch.nn.Module | None = None
     prior_encoder: torch.nn.Module | None = None
+    negative: dict[str, torch.Tensor] | None = None  # the encoded negative prompt (JavisDiT++'s unconditional text)
 
 
 @dataclass
@@ -87,10 +89,14 @@ def build_models(cfg: Config, device: torch.device, dtype: torch.dtype) -> Model
     vae = None if audio_only else build_module(cfg.vae, MODELS).to(device, dtype).eval()
     audio_vae = build_module(cfg.audio_vae, MODELS).to(device, dtype).eval()
     source = cfg.get("model_path") or cfg.model.get("from_pretrained")
-    # Built on the meta device and read tensor by tensor, cast to ``dtype`` on ``device`` as it comes.
-    model = build_module(cfg.model, MODELS, from_pretrained=source, in_channels=geometry.VIDEO_LATENT_CHANNELS,
-                         caption_channels=text_encoder.output_dim, model_max_length=text_encoder.model_max_length,
-                         dtype=dtype, device=device).eval()
+    # Built on the meta device and read tensor by tensor, cast to ``dtype`` on ``device`` as it comes. The
+    # sizes below are given to the models that take them (v0.1's DiTs; JavisDiT++ has its own defaults).
+    takes = getattr(MODELS.get(cfg.model["type"]), "accepted_kwargs", None)
+    extra = dict(in_channels=geometry.VIDEO_LATENT_CHANNELS, caption_channels=text_encoder.output_dim,
+                 model_max_length=text_encoder.model_max_length, lora_enabled=cfg.get("lora_enabled", True),
+                 lora_dir=cfg.get("lora_dir", "lora"))
+    extra = {k: v for k, v in extra.items() if (takes is None or k in takes) and k not in cfg.model}
+    model = build_module(cfg.model, MODELS, from_pretrained=source, dtype=dtype, device=device, **extra).eval()
     if getattr(model, "has_st_prior", False):
         if prior is None:
             raise ConfigError("the model has ST-prior blocks but the config has no prior_encoder")
@@ -101,12 +107,19 @@ def build_models(cfg: Config, device: torch.device, dtype: torch.dtype) -> Model
                               f"{pc.out_dim} channels but the model expects {mc.spatial_prior_len}+"
                               f"{mc.temporal_prior_len} of {mc.st_prior_channel}")
     scheduler = build_module(cfg.scheduler, SCHEDULERS)
-    return Models(model, text_encoder, audio_vae, scheduler, vae, prior)
+    negative = None
+    if not hasattr(model, "null_text"):  # no learned null caption: guidance is against a negative prompt
+        if cfg.get("neg_prompt") is None:
+            raise ConfigError(f"{cfg.model['type']} guides against a negative prompt: set neg_prompt in the config")
+        negative = text_encoder.encode([cfg.neg_prompt], device=device)
+    return Models(model, text_encoder, audio_vae, scheduler, vae, prior, negative)
 
 
 def process_prompt(text: str, cfg: Config) -> str:
-    """The text the encoders read: score suffixes, then the caption cleaning (twice)."""
-    return text_preprocessing(append_score(text, cfg.get("aes"), cfg.get("flow"), cfg.get("camera_motion")))
+    """The text the encoders read: score suffixes, then (``use_text_preprocessing``, v0.1) the caption
+    cleaning twice; JavisDiT++ reads the prompt as written."""
+    text = append_score(text, cfg.get("aes"), cfg.get("flow"), cfg.get("camera_motion"))
+    return text_preprocessing(text) if cfg.get("use_text_preprocessing", True) else text
 
 
 @torch.no_grad()
@@ -137,22 +150,26 @@ def generate(gen: Models, texts: list[str], clip: tuple[int, int, int], fps: int
     start = time.perf_counter()
     if text is None:
         text = gen.text_encoder.encode(texts, device=device)
-    y = torch.cat([text["y"].to(dtype), model.null_text().to(dtype).expand(B, -1, -1, -1)])
-    kwargs = dict(y=y, mask=text["mask"].repeat(2, 1))
+    if gen.negative is not None:  # JavisDiT++: the negative prompt is the unconditional text
+        y = torch.cat([text["y"].to(dtype), gen.negative["y"].to(device, dtype).expand(B, *text["y"].shape[1:])])
+        mask = torch.cat([text["mask"], gen.negative["mask"].to(text["mask"].device).expand(B, -1)])
+        kwargs = dict(y=y, mask=mask)
+    else:
+        y = torch.cat([text["y"].to(dtype), model.null_text().to(dtype).expand(B, -1, -1, -1)])
+        kwargs = dict(y=y, mask=text["mask"].repeat(2, 1))
     if getattr(model, "has_st_prior", False):
         prior = gen.prior_encoder(texts, generator=generator)
         null_spatial, null_temporal = model.null_prior()
         kwargs["spatial_prior"] = torch.cat([prior["spatial_prior"].to(dtype), null_spatial.to(dtype).expand(B, -1, -1)])
         kwargs["temporal_prior"] = torch.cat([prior["temporal_prior"].to(dtype), null_temporal.to(dtype).expand(B, -1, -1)])
     video_fps = IMAGE_FPS if T == 1 else fps
-    kwargs.update(fps=torch.full((2 * B,), float(video_fps), device=device),
-                  height=torch.full((2 * B,), float(H), device=device),
-                  width=torch.full((2 * B,), float(W), device=device))
+    clip_kwargs = dict(fps=float(video_fps), height=float(H), width=float(W), num_frames=float(T))
+    takes = inspect.signature(model.forward).parameters  # each family reads its own of these
+    kwargs.update({k: torch.full((2 * B,), v, device=device) for k, v in clip_kwargs.items() if k in takes})
     seconds = T / fps
     z = {}
     if gen.vae is not None:
-        z["video"] = randn((B, geometry.VIDEO_LATENT_CHANNELS, *gen.vae.get_latent_size((T, H, W))), generator,
-                           device=device)
+        z["video"] = randn((B, gen.vae.out_channels, *gen.vae.get_latent_size((T, H, W))), generator, device=device)
     z["audio"] = randn((B, *gen.audio_vae.latent_size(seconds)), generator, device=device)
     timings["encode"] += time.perf_counter() - start
 
@@ -194,7 +211,7 @@ def run(cfg: Config) -> RunReport:
     """Run inference for a merged config (see ``scripts/inference.py``)."""
     report = RunReport()
     torch_dtype(cfg.get("dtype"))  # checked before any work
-    T, H, W = get_clip_size(cfg.num_frames, cfg.resolution, cfg.aspect_ratio, cfg.get("image_size"))
+    T, H, W = get_clip_size(cfg.num_frames, cfg.resolution, cfg.aspect_ratio, cfg.get("image_size"), int(cfg.fps))
     prompts = load_prompts(cfg.get("prompt"), cfg.get("prompt_path"), cfg.start_index, cfg.get("end_index"))
     check_flags(cfg)
     save_dir = Path(cfg.save_dir)

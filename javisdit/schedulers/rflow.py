@@ -6,8 +6,11 @@ longer clips (``timestep_transform``). Video and audio share one timestep per sa
 scale; the unconditional pass uses the null caption and the null prior. Latents are dicts
 ``{"video": [B, C, T, H, W], "audio": [B, C, Ta, M]}``; masks are ``{modality: [B, T]}``.
 
-The original computes the timestep shift ratio from bf16 copies of the clip size; we do it in fp32
-(the shift differs by < 0.2% at 240p; no test of parity needs the bf16 rounding).
+The original computes the timestep shift ratio from bf16 copies of the clip size; v0.1 here does it in
+fp32 with the true latent frame count (the shift differs by < 0.2% at 240p). JavisDiT++ configs ask for
+the original's arithmetic (``shift_formula="upstream"``): its published outputs were sampled with it.
+``transform_scale`` scales the shift of training timesteps only; sampling uses scale 1, as the original
+sampler did (JavisDiT++ trained with 5 and samples with 1: spec MODEL_V1.md §14.1, kept for parity).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from tqdm import tqdm
 
+from javisdit.errors import ConfigError
 from javisdit.models import geometry
 from javisdit.utils.seed import rand, randn
 
@@ -38,6 +42,28 @@ def timestep_transform(t: torch.Tensor, height: float, width: float, num_frames:
     return num_timesteps * r * tau / (1 + (r - 1) * tau)
 
 
+def upstream_timestep_transform(t: torch.Tensor, height: float, width: float, num_frames: int,
+                                num_timesteps: int = 1000, base_size: int = 512, scale: float = 1.0) -> torch.Tensor:
+    """The original's shift, operation by operation: the ratio from bf16 copies of the clip size and
+    ``num_frames // 17 * 5`` latent frames (Open-Sora's VAE, also for JavisDiT++'s Wan VAE: 65 frames
+    count as 15, not 17; spec MODEL_V1.md §9.2, §14.2), each step rounded to bf16; e.g. 240x426, 65
+    frames: 2.421875. The timesteps stay fp32."""
+    if 1 < num_frames < 17:
+        raise ConfigError(f"shift_formula='upstream' counts num_frames // 17 * 5 latent frames: 0 for {num_frames} "
+                          "frames, where every timestep collapses; use 17 frames or more, or 'latent_frames'")
+    bf16 = torch.bfloat16
+    h, w = torch.tensor(float(height), dtype=bf16), torch.tensor(float(width), dtype=bf16)
+    ratio_space = ((h * w) / base_size**2).sqrt()
+    frames = torch.tensor(float(num_frames), dtype=bf16)
+    ratio_time = (torch.div(frames, 17, rounding_mode="floor") * 5).sqrt() if num_frames > 1 else torch.ones((), dtype=bf16)
+    r = (ratio_space * ratio_time * scale).to(t.device)
+    tau = t / num_timesteps
+    return (r * tau / (1 + (r - 1) * tau) * num_timesteps).to(t.dtype)
+
+
+SHIFT_FORMULAS = {"latent_frames": timestep_transform, "upstream": upstream_timestep_transform}
+
+
 def _frames_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """[B, T] -> broadcastable over a latent [B, C, T, ...]."""
     return mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (like.dim() - 3)))
@@ -46,7 +72,10 @@ def _frames_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class RFlow:
     def __init__(self, num_sampling_steps: int = 10, num_timesteps: int = 1000, cfg_scale: float = 4.0,
                  use_discrete_timesteps: bool = False, use_timestep_transform: bool = False,
-                 sample_method: str = "uniform", loc: float = 0.0, scale: float = 1.0, transform_scale: float = 1.0):
+                 sample_method: str = "uniform", loc: float = 0.0, scale: float = 1.0, transform_scale: float = 1.0,
+                 shift_formula: str = "latent_frames"):
+        if shift_formula not in SHIFT_FORMULAS:
+            raise ValueError(f"shift_formula must be one of {', '.join(SHIFT_FORMULAS)}, got {shift_formula!r}")
         if sample_method not in ("uniform", "logit-normal"):
             raise ValueError(f"sample_method must be 'uniform' or 'logit-normal', got {sample_method!r}")
         if num_sampling_steps < 1:
@@ -58,6 +87,7 @@ class RFlow:
         self.use_timestep_transform = use_timestep_transform
         self.sample_method, self.loc, self.scale = sample_method, loc, scale
         self.transform_scale = transform_scale
+        self.shift_formula = shift_formula
 
     # ----- noising and training ----------------------------------------------------------------------------
 
@@ -66,12 +96,13 @@ class RFlow:
         tau = (t.float() / self.num_timesteps).reshape(-1, *([1] * (x0.dim() - 1)))
         return ((1 - tau) * x0 + tau * noise).to(x0.dtype)
 
-    def transform(self, t: torch.Tensor, height, width, num_frames) -> torch.Tensor:
+    def transform(self, t: torch.Tensor, height, width, num_frames, scale: float = 1.0) -> torch.Tensor:
         """The timestep shift for a clip of (num_frames, height, width) pixels (element 0 of tensors)."""
         if not self.use_timestep_transform:
             return t
-        return timestep_transform(t, float(_first(height)), float(_first(width)), int(_first(num_frames)),
-                                  self.num_timesteps, scale=self.transform_scale)
+        shift = SHIFT_FORMULAS[self.shift_formula]
+        return shift(t, float(_first(height)), float(_first(width)), int(_first(num_frames)), self.num_timesteps,
+                     scale=scale)
 
     def sample_timesteps(self, batch_size: int, height, width, num_frames, device=None, generator=None) -> torch.Tensor:
         """Training timesteps [B]: uniform or logit-normal on (0, 1000), then shifted. ``generator``: a
@@ -83,7 +114,7 @@ class RFlow:
         else:
             n = randn((batch_size,), generator, device) * self.scale + self.loc
             t = torch.sigmoid(n) * self.num_timesteps
-        return self.transform(t, height, width, num_frames)
+        return self.transform(t, height, width, num_frames, scale=self.transform_scale)
 
     def training_losses(
         self,

@@ -20,6 +20,7 @@ dataset = dict(type="VariableVideoAudioTextDataset", data_path=None)
 SAMPLES = {
     "--seed": (["7"], 7),
     "--model-path": (["./weights"], "./weights"),
+    "--lora-dir": (["adapter"], "adapter"),
     "--ckpt-path": (["./ckpt/model"], "./ckpt/model"),
     "--batch-size": (["3"], 3),
     "--outputs": (["./exp"], "./exp"),
