@@ -50,7 +50,7 @@ def test_planar_stereo_aac_keeps_time_and_channels(tmp_path):
     data, rate = read_audio(tmp_path / "clip.mp4")
     assert rate == RATE and data.shape[0] == 2 and abs(data.shape[1] - RATE) <= 2048  # AAC priming/padding
     got_left, got_right = data[0].numpy(), data[1].numpy()
-    lag = max(range(0, 2048), key=lambda k: _correlation(got_left[k:], left))  # the encoder's delay
+    lag = max(range(2048), key=lambda k: _correlation(got_left[k:], left))  # the encoder's delay
     assert _correlation(got_left[lag:], left) > 0.95 and _correlation(got_right[lag:], right) > 0.95
     assert abs(_correlation(got_left[lag:], right)) < 0.1
     scrambled = np.concatenate([left[::2], right[::2]])  # what upstream's reader made of the left channel

@@ -111,3 +111,19 @@ def test_published_v1_configs_parse_and_build_the_published_model(name, params):
         model = build_module(cfg.model, MODELS, from_pretrained=None)
     assert sum(p.numel() for p in model.parameters()) == params
     assert cfg.get("lora_enabled", True) is (name == "sample.py")
+
+
+def test_benchmark_script_measures_every_phase(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("v1_bench", REPO / "scripts" / "benchmarks" / "v1.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--tiny", "--json", str(tmp_path / "out.json")]) == 0
+    rows = {r["case"]: r for r in json.loads((tmp_path / "out.json").read_text())}
+    assert set(rows) == set(bench.CASES)
+    assert all(r["seconds"] > 0 and r["peak_rss_gb"] > 0 for r in rows.values())
+    assert rows["v1.0-step"]["batch"] == 2 and rows["v1.0-step"]["sample_50_steps_s"] == 50 * rows["v1.0-step"]["seconds"]
+    assert rows["wan-vae-decode"]["frames"] == 9
+    assert len([line for line in capsys.readouterr().out.splitlines() if "peak RSS" in line]) == len(bench.CASES)

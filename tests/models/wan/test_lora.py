@@ -107,6 +107,12 @@ def test_adapter_folder_is_preferred_and_read_with_its_scale(tmp_path, peft_mode
     model = build_wan("tiny", from_pretrained=str(tmp_path))
     with torch.no_grad():
         torch.testing.assert_close(model(**_inputs())["audio"], unmerged["audio"], rtol=1e-5, atol=1e-5)
+    (tmp_path / "lora").rename(tmp_path / "adapter")  # another folder name: --lora-dir
+    stale = build_wan("tiny", from_pretrained=str(tmp_path))  # finds no adapter: merges the zero copy
+    named = build_wan("tiny", from_pretrained=str(tmp_path), lora_dir="adapter")
+    with torch.no_grad():
+        assert not torch.allclose(stale(**_inputs())["audio"], unmerged["audio"], atol=1e-4)
+        torch.testing.assert_close(named(**_inputs())["audio"], unmerged["audio"], rtol=1e-5, atol=1e-5)
 
 
 def test_merged_checkpoint_loads_strictly_in_bf16(tmp_path, peft_model, unmerged):
