@@ -163,7 +163,7 @@ class Head(nn.Module):
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x [B, L, C], e [B, C] (the raw time embedding) -> [B, L, prod(patch)·out] fp32."""
         shift, scale = (self.modulation.float() + e.float()[:, None]).unsqueeze(2).unbind(1)
-        return fp32_linear(self.head, modulate(F.layer_norm(x.float(), x.shape[-1:], eps=self.norm.eps), shift, scale))
+        return fp32_linear(self.head, modulate(self.norm(x.float()), shift, scale))
 
 
 # ----- model --------------------------------------------------------------------------------------------------
