@@ -47,6 +47,7 @@ INFERENCE_DEFAULTS: dict[str, Any] = dict(
     edit_strength=0.0,
     skip_bad_rows=False,
     loop=1,  # segments of an extended clip (javisdit.inference.extension.generate_extended)
+    compile=False,  # torch.compile the denoiser's blocks (javisdit.models.compile): slower start, faster steps
 )
 
 TRAINING_DEFAULTS: dict[str, Any] = dict(

@@ -143,6 +143,8 @@ FLAGS: tuple[Flag, ...] = (
          "(feature extraction: first bin)", type=_non_negative_int, also=(EXTRACT,)),
     Flag("--end-index", INFERENCE, "stop before this prompt of --prompt-path (feature extraction: before this "
          "bin; default: the last)", type=_non_negative_int, also=(EXTRACT,)),
+    _bool("--compile", INFERENCE, "torch.compile the diffusion model's blocks (a slower start for faster steps; "
+          "needs a C++ compiler on CPU, Triton on CUDA)"),
     Flag("--model-path", INFERENCE, "weights of the diffusion model (hub id, folder or file); wins over "
          "model.from_pretrained"),
     Flag("--lora-dir", INFERENCE, "JavisDiT++: the LoRA adapter folder inside the checkpoint, merged at load "

@@ -43,6 +43,7 @@ from javisdit.inference.extension import generate_extended
 from javisdit.inference.media import to_uint8_frames, write_mp4, write_png, write_wav
 from javisdit.inference.prompts import Prompt, load_prompts, output_stem
 from javisdit.models import geometry
+from javisdit.models.compile import compile_blocks
 from javisdit.models.text.cleaning import append_score, text_preprocessing
 from javisdit.models.text.t5 import t5_dtype
 from javisdit.registry import MODELS, SCHEDULERS, build_module
@@ -97,6 +98,8 @@ def build_models(cfg: Config, device: torch.device, dtype: torch.dtype) -> Model
                  lora_dir=cfg.get("lora_dir", "lora"))
     extra = {k: v for k, v in extra.items() if (takes is None or k in takes) and k not in cfg.model}
     model = build_module(cfg.model, MODELS, from_pretrained=source, dtype=dtype, device=device, **extra).eval()
+    if cfg.get("compile", False):
+        compile_blocks(model)
     if getattr(model, "has_st_prior", False):
         if prior is None:
             raise ConfigError("the model has ST-prior blocks but the config has no prior_encoder")

@@ -11,10 +11,16 @@ fp32 with the true latent frame count (the shift differs by < 0.2% at 240p). Jav
 the original's arithmetic (``shift_formula="upstream"``): its published outputs were sampled with it.
 ``transform_scale`` scales the shift of training timesteps only; sampling uses scale 1, as the original
 sampler did (JavisDiT++ trained with 5 and samples with 1: spec MODEL_V1.md §14.1, kept for parity).
+
+Two sampling options trade accuracy for fewer denoiser calls; their defaults are the original sampler,
+bit for bit. ``cache_threshold`` > 0 reuses the last model output on steps where the model's input
+barely changed (``step_cache.StepCache``); ``timestep_spacing="cosine"`` places the steps for small
+step counts (see ``RFlow.timesteps``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -23,7 +29,12 @@ from tqdm import tqdm
 
 from javisdit.errors import ConfigError
 from javisdit.models import geometry
+from javisdit.schedulers.step_cache import StepCache
 from javisdit.utils.seed import rand, randn
+
+logger = logging.getLogger(__name__)
+
+TIMESTEP_SPACINGS = ("linear", "cosine")
 
 
 def timestep_transform(t: torch.Tensor, height: float, width: float, num_frames: int, num_timesteps: int = 1000,
@@ -73,13 +84,29 @@ class RFlow:
     def __init__(self, num_sampling_steps: int = 10, num_timesteps: int = 1000, cfg_scale: float = 4.0,
                  use_discrete_timesteps: bool = False, use_timestep_transform: bool = False,
                  sample_method: str = "uniform", loc: float = 0.0, scale: float = 1.0, transform_scale: float = 1.0,
-                 shift_formula: str = "latent_frames"):
+                 shift_formula: str = "latent_frames", cache_threshold: float = 0.0,
+                 timestep_spacing: str = "linear"):
+        """The arguments are the ``scheduler`` config keys; the two below change sampling only.
+
+        Args:
+            cache_threshold: step caching (sampling): the accumulated relative change of the model's
+                cache signal at which a step calls the denoiser again; 0 calls it at every step.
+            timestep_spacing: where the sampling steps go before the shift: ``linear`` (the original)
+                or ``cosine`` (denser at both ends; for few steps).
+        """
         if shift_formula not in SHIFT_FORMULAS:
             raise ValueError(f"shift_formula must be one of {', '.join(SHIFT_FORMULAS)}, got {shift_formula!r}")
         if sample_method not in ("uniform", "logit-normal"):
             raise ValueError(f"sample_method must be 'uniform' or 'logit-normal', got {sample_method!r}")
         if num_sampling_steps < 1:
             raise ValueError(f"num_sampling_steps must be >= 1, got {num_sampling_steps}")
+        if isinstance(cache_threshold, bool) or not isinstance(cache_threshold, (int, float)) \
+                or not 0 <= cache_threshold < math.inf:
+            raise ValueError(f"cache_threshold must be a finite number >= 0 (0 turns step caching off), "
+                             f"got {cache_threshold!r}")
+        if timestep_spacing not in TIMESTEP_SPACINGS:
+            raise ValueError(f"timestep_spacing must be one of {', '.join(TIMESTEP_SPACINGS)}, "
+                             f"got {timestep_spacing!r}")
         self.num_sampling_steps = num_sampling_steps
         self.num_timesteps = num_timesteps
         self.cfg_scale = cfg_scale
@@ -88,6 +115,12 @@ class RFlow:
         self.sample_method, self.loc, self.scale = sample_method, loc, scale
         self.transform_scale = transform_scale
         self.shift_formula = shift_formula
+        self.cache_threshold = float(cache_threshold)
+        self.timestep_spacing = timestep_spacing
+        # What the last ``sample`` did: per step, whether it called the denoiser; and the number of calls.
+        self.last_computed: list[bool] = []
+        self.last_calls = 0
+        self._fallback_logged = False
 
     # ----- noising and training ----------------------------------------------------------------------------
 
@@ -162,9 +195,20 @@ class RFlow:
     # ----- sampling ----------------------------------------------------------------------------------------
 
     def timesteps(self, height, width, num_frames, device=None) -> list[torch.Tensor]:
-        """The sampling schedule: (1 - i/N)·1000 for i < N, each shifted; returned as [1] tensors."""
-        steps = [torch.tensor([(1.0 - i / self.num_sampling_steps) * self.num_timesteps], device=device)
-                 for i in range(self.num_sampling_steps)]
+        """The sampling schedule: N timesteps ``τ_i·1000`` for i < N, each shifted; returned as [1] tensors.
+
+        ``linear``: τ_i = 1 - i/N. ``cosine``: τ_i = (1 + cos(π·i/N)) / 2, the same endpoints with short
+        steps near noise and near data. An Euler step of a rectified flow re-mixes its x0 and noise
+        predictions at the new level (DDIM's update), so its error follows how far the log-SNR
+        ``log((1 - τ)/τ)`` moves in one step, which changes fastest at both ends: equal steps in τ spend
+        too little there when N is small (the last linear step jumps from 1000/N straight to data).
+        """
+        N = self.num_sampling_steps
+        if self.timestep_spacing == "cosine":
+            steps = [torch.tensor([(1.0 + math.cos(math.pi * i / N)) / 2 * self.num_timesteps], device=device)
+                     for i in range(N)]
+        else:
+            steps = [torch.tensor([(1.0 - i / N) * self.num_timesteps], device=device) for i in range(N)]
         if self.use_discrete_timesteps:
             steps = [t.round() for t in steps]
         return [self.transform(t, height, width, num_frames) for t in steps]
@@ -193,7 +237,14 @@ class RFlow:
             generator: random source for re-noising reference frames: a generator, or one per sample.
 
         Returns:
-            The final latents, fp32.
+            The final latents, fp32. ``self.last_calls`` then holds the number of denoiser calls made
+            (``num_sampling_steps`` unless ``cache_threshold`` > 0) and ``self.last_computed`` which steps
+            made them.
+
+        With ``cache_threshold`` > 0 a step whose cache signal (``model.cache_signal(x, timestep,
+        **model_kwargs)``, else the timestep) moved little since the last call reuses that call's raw
+        output (both guidance halves) with its own step size and guidance scale; steps where the
+        masks change which frames are generated always call the model.
         """
         scale = self.cfg_scale if cfg_scale is None else cfg_scale
         z = {k: v.float() for k, v in z.items()}
@@ -204,6 +255,10 @@ class RFlow:
         device = next(iter(z.values())).device
         num_frames, height, width = clip_size
         timesteps = self.timesteps(height, width, num_frames, device)
+        cache = StepCache(self.cache_threshold) if self.cache_threshold > 0 else None
+        if cache is not None:
+            cache.start(len(timesteps))
+        self.last_computed, previous_masks, out = [], None, None
         for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="sampling", leave=False)):
             model_masks = {}
             if masks is not None:
@@ -222,7 +277,16 @@ class RFlow:
             if model_masks:
                 extra = {key: torch.cat([model_masks[k], model_masks[k]]) for k, key in
                          (("video", "x_mask"), ("audio", "ax_mask")) if k in model_masks}
-            out = model(x=x_in, timestep=t_in, **model_kwargs, **extra)
+            if cache is None:
+                out = model(x=x_in, timestep=t_in, **model_kwargs, **extra)
+            else:
+                masks_changed = previous_masks is not None and any(
+                    not torch.equal(m, previous_masks[k]) for k, m in model_masks.items())
+                previous_masks = model_masks
+                signal = self._cache_signal(model, x_in, t_in, model_kwargs)
+                if cache.compute(i, signal, force=masks_changed):
+                    out = model(x=x_in, timestep=t_in, **model_kwargs, **extra)
+            self.last_computed.append(cache is None or cache.computed[-1])
             dt = (t - timesteps[i + 1] if i + 1 < len(timesteps) else t) / self.num_timesteps
             for k, v in z.items():
                 cond, uncond = out[k][:, : v.shape[1]].float().chunk(2)
@@ -231,7 +295,24 @@ class RFlow:
                 if model_masks:  # frames not being generated keep their value
                     updated = torch.where(_frames_mask(model_masks[k], v), updated, v)
                 z[k] = updated
+        self.last_calls = sum(self.last_computed)
+        if cache is not None:
+            logger.debug("step cache (threshold %g): %d of %d steps called the denoiser", self.cache_threshold,
+                         cache.calls, len(timesteps))
         return z
+
+    def _cache_signal(self, model, x: Mapping[str, torch.Tensor], t: torch.Tensor,
+                      model_kwargs: Mapping) -> torch.Tensor:
+        """The step cache's signal: the model's ``cache_signal`` (its first block's modulated input), or
+        the timesteps [2B] for a model without one."""
+        signal = getattr(model, "cache_signal", None)
+        if signal is not None:
+            return signal(x=x, timestep=t, **model_kwargs)
+        if not self._fallback_logged:
+            logger.info("%s has no cache_signal: step caching follows the relative change of the timestep",
+                        type(model).__name__)
+            self._fallback_logged = True
+        return t.float()
 
 
 def _first(value) -> float:

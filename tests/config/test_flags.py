@@ -21,6 +21,7 @@ SAMPLES = {
     "--seed": (["7"], 7),
     "--model-path": (["./weights"], "./weights"),
     "--lora-dir": (["adapter"], "adapter"),
+    "--compile": ([], True),
     "--ckpt-path": (["./ckpt/model"], "./ckpt/model"),
     "--batch-size": (["3"], 3),
     "--outputs": (["./exp"], "./exp"),

@@ -7,6 +7,7 @@ bf16-cast frequency buffers did; in fp32 this changes nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -121,8 +122,10 @@ def _inverse_frequencies(count: int, denominator: float, step: int, dtype: torch
     return (1.0 / 10000**exponents).to(dtype)
 
 
+@functools.lru_cache(maxsize=16)
 def sincos_2d(h: int, w: int, dim: int, scale: float, base_size: int, dtype: torch.dtype, device=None) -> torch.Tensor:
-    """2-D sin-cos positions of an h x w token grid -> [1, h·w, dim].
+    """2-D sin-cos positions of an h x w token grid -> [1, h·w, dim] (cached: every sampling step of a clip
+    reads the same table; callers must not write into it).
 
     Channels are ``[sin x, cos x, sin y, cos y]`` with x the column (W) coordinate; coordinates are
     ``j / scale * base_size / w`` and ``i / scale * base_size / h`` (resolution-aware interpolation).
@@ -140,8 +143,10 @@ def sincos_2d(h: int, w: int, dim: int, scale: float, base_size: int, dtype: tor
     return torch.cat([encode(grid_x), encode(grid_y)], dim=-1)[None].to(dtype)
 
 
+@functools.lru_cache(maxsize=16)
 def sincos_1d(length: int, dim: int, dtype: torch.dtype, device=None) -> torch.Tensor:
-    """1-D sin-cos positions 0..length-1 -> [1, length, dim], ``[sin | cos]``, computed in ``dtype``."""
+    """1-D sin-cos positions 0..length-1 -> [1, length, dim], ``[sin | cos]``, computed in ``dtype`` (cached,
+    read-only like ``sincos_2d``)."""
     inv_freq = _inverse_frequencies(dim // 2, dim // 2, 1, dtype, device)
     positions = torch.arange(length, device=device, dtype=dtype)
     angles = positions[:, None] * inv_freq[None]

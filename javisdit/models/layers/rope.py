@@ -28,14 +28,29 @@ class RotaryEmbedding(nn.Module):
         self.theta = theta
         # A frozen parameter, as in the original checkpoints (key "rope.freqs").
         self.freqs = nn.Parameter(rope_frequencies(head_dim, theta), requires_grad=False)
+        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def tables(self, length: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, signed sin) [N, D] for N = ``length`` positions, ``(-sin, sin)`` per channel pair; kept
+        for the next call with the same length (every block and sampling step of a clip), rebuilt when
+        ``freqs`` is replaced or loaded into."""
+        freqs = self.freqs
+        key = (length, dtype, device, freqs.dtype, freqs.data_ptr(), freqs._version)
+        if key not in self._tables:
+            positions = torch.arange(length, device=device, dtype=dtype).to(freqs.dtype)
+            angles = (positions[:, None] * freqs[None]).repeat_interleave(2, dim=-1)  # [N, D]
+            sign = torch.tensor([-1.0, 1.0], device=device, dtype=angles.dtype).repeat(angles.shape[-1] // 2)
+            if len(self._tables) >= 8:
+                self._tables.clear()
+            self._tables[key] = (angles.cos().to(dtype), (angles.sin() * sign).to(dtype))
+        return self._tables[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        freqs = self.freqs
-        positions = torch.arange(x.shape[-2], device=x.device, dtype=x.dtype).to(freqs.dtype)
-        angles = (positions[:, None] * freqs[None]).repeat_interleave(2, dim=-1)  # [N, D]
-        pairs = x.unflatten(-1, (-1, 2))
-        rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-        return x * angles.cos() + rotated * angles.sin()
+        # pair (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin): x·cos + swap(x)·(-sin, sin), rounded after
+        # each product as the original (a fused multiply-add would differ in bf16)
+        cos, signed_sin = self.tables(x.shape[-2], x.dtype, x.device)
+        swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+        return x * cos + swapped * signed_sin
 
 
 # ----- 3-axis RoPE (JavisDiT++ / Wan2.1) ------------------------------------------------------------------------

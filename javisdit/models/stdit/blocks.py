@@ -13,13 +13,10 @@ import torch
 from torch import nn
 
 from javisdit.models.layers.attention import BiCrossAttention, CrossAttention, SelfAttention
+from javisdit.models.layers.fused import modulate, residual_add
 from javisdit.models.layers.mlp import Mlp
 from javisdit.models.layers.norms import make_layer_norm
 from javisdit.models.layers.rope import RotaryEmbedding
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
 
 
 def select_frames(x_mask: torch.Tensor | None, x: torch.Tensor, x_zero: torch.Tensor, T: int) -> torch.Tensor:
@@ -52,11 +49,12 @@ class Modulated:
             return out
         return select_frames(self.x_mask, out, modulate(x, self.zero[i], self.zero[i + 1]), self.T)
 
-    def gate(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        out = self.main[i] * x
+    def add_gated(self, x: torch.Tensor, h: torch.Tensor, i: int, inplace: bool = False) -> torch.Tensor:
+        """``x + gate_i·h`` (``residual_add``), with the t0 gate on masked-off frames."""
         if self.zero is None:
-            return out
-        return select_frames(self.x_mask, out, self.zero[i] * x, self.T)
+            return residual_add(x, h, self.main[i], inplace)
+        gated = select_frames(self.x_mask, self.main[i] * h, self.zero[i] * h, self.T)
+        return residual_add(x, gated, inplace=inplace)
 
 
 class STDiT3Block(nn.Module):
@@ -90,12 +88,12 @@ class STDiT3Block(nn.Module):
             h = h.view(B, S, T, C).transpose(1, 2).reshape(B, N, C)
         else:  # [B, T·S, C] -> [B·T, S, C]
             h = self.attn(h.reshape(B * T, S, C)).view(B, N, C)
-        x = x + mod.gate(h, 2)
+        x = mod.add_gated(x, h, 2)  # a new tensor: the block's input stays as it was
 
-        x = x + self.cross_attn(x, y, y_mask)
+        x = residual_add(x, self.cross_attn(x, y, y_mask), inplace=True)
 
         h = self.mlp(mod.shift_scale(self.norm2(x), 3))
-        return x + mod.gate(h, 5)
+        return mod.add_gated(x, h, 5, inplace=True)
 
 
 class CrossSTDiT3Block(nn.Module):
@@ -127,11 +125,12 @@ class CrossSTDiT3Block(nn.Module):
         spatial_prior, temporal_prior = spatial_prior.to(x.dtype), temporal_prior.to(x.dtype)
 
         h = mod.shift_scale(self.norm1s(x), 0)
-        x = x + mod.gate(self.spatial_cross_attn(h, spatial_prior, share_across_batch=batch_union), 2)
+        x = mod.add_gated(x, self.spatial_cross_attn(h, spatial_prior, share_across_batch=batch_union), 2)
         h = mod.shift_scale(self.norm1t(x), 3)
-        x = x + mod.gate(self.temporal_cross_attn(h, temporal_prior, share_across_batch=batch_union), 5)
+        x = mod.add_gated(x, self.temporal_cross_attn(h, temporal_prior, share_across_batch=batch_union), 5,
+                          inplace=True)
         h = self.mlp(mod.shift_scale(self.norm2(x), 6))
-        return x + mod.gate(h, 8)
+        return mod.add_gated(x, h, 8, inplace=True)
 
 
 class CrossModalityBiAttentionBlock(nn.Module):
@@ -150,7 +149,7 @@ class CrossModalityBiAttentionBlock(nn.Module):
     def forward(self, vx: torch.Tensor, ax: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """vx: [B, Lv, C], ax: [B, La, C] -> the same shapes."""
         dv, da = self.cross_attn(self.attn_norm_m1(vx), self.attn_norm_m2(ax))
-        return vx + self.gamma_m1 * dv, ax + self.gamma_m2 * da
+        return residual_add(vx, dv, self.gamma_m1), residual_add(ax, da, self.gamma_m2)
 
 
 class FinalLayer(nn.Module):

@@ -21,8 +21,9 @@ from javisdit.models.layers.embeddings import (
     TimestepEmbedder,
     sincos_2d,
 )
+from javisdit.models.layers.memo import ConditionMemo
 from javisdit.models.layers.rope import RotaryEmbedding, rope_frequencies
-from javisdit.models.stdit.blocks import FinalLayer, STDiT3Block
+from javisdit.models.stdit.blocks import FinalLayer, STDiT3Block, modulate, modulation
 from javisdit.models.stdit.config import STDiT3Config, config_dict
 
 
@@ -53,6 +54,7 @@ class STDiT3(nn.Module):
         self.final_layer = FinalLayer(C, math.prod(config.patch_size), config.out_channels,
                                       layernorm_kernel=config.enable_layernorm_kernel)
         self.grad_checkpointing = False
+        self._memo = ConditionMemo()  # the text (and prior) embeddings of a sampling run's steps
         self._init_video_weights()
         self._register_load_state_dict_pre_hook(_fill_derived_keys, with_module=True)
 
@@ -107,8 +109,14 @@ class STDiT3(nn.Module):
     def _embed_text(self, embedder: CaptionEmbedder, y: torch.Tensor, mask: torch.Tensor | None,
                     drop: torch.Tensor | None = None):
         """y [B, 1, L, Cy], mask [B, L] -> text tokens [B, L, C] and a bool key mask (or None). ``drop``
-        [B] says which captions become the null caption; None draws it at random when training."""
-        tokens = embedder(y, drop=self.training if drop is None else drop).squeeze(1)
+        [B] says which captions become the null caption; None draws it at random when training. Computed
+        once per sampling run (``ConditionMemo``)."""
+        drop = self.training if drop is None else drop
+        if drop is True:  # a random draw: never reused
+            tokens = embedder(y, drop=True).squeeze(1)
+        else:
+            inputs = (y, drop) if isinstance(drop, torch.Tensor) else (y,)
+            tokens = self._memo(str(id(embedder)), embedder, inputs, lambda: embedder(y, drop=drop).squeeze(1))
         return tokens, (mask.bool() if mask is not None else None)
 
     def _video_tokens(self, vx: torch.Tensor, height: torch.Tensor, width: torch.Tensor):
@@ -187,6 +195,22 @@ class STDiT3(nn.Module):
             tokens = self._run(temporal, tokens, y_tokens, y_mask, t_mlp, T, x_mask, t0_mlp, rope=self.rope)
         out = self.final_layer(tokens, t, T, x_mask, t0)
         return self._unpatchify_video(out, THW, tuple(vx.shape[-3:])).float()
+
+    @torch.no_grad()
+    def cache_signal(self, x: torch.Tensor, timestep: torch.Tensor, fps: torch.Tensor | None = None,
+                     height: torch.Tensor | None = None, width: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """The first spatial block's modulated input ``modulate(norm1(tokens), shift, scale)`` [B, T·S, C]:
+        the step cache's cheap stand-in for the output (patch and time embeddings only, no block runs).
+
+        Takes ``forward``'s arguments; those the signal does not depend on (text, masks) are ignored, and
+        every frame is modulated with ``timestep``.
+        """
+        dtype = self.x_embedder.proj.weight.dtype
+        tokens, _ = self._video_tokens(x.to(dtype), height, width)
+        t_mlp = self.t_block(self._embed_time(timestep, fps, x.shape[0], dtype))
+        block = self.spatial_blocks[0]
+        shift, scale = modulation(block.scale_shift_table, t_mlp, 6)[:2]
+        return modulate(block.norm1(tokens), shift, scale)
 
 
 def _fill_derived_keys(module: STDiT3, state_dict: dict, prefix: str, *args) -> None:

@@ -17,7 +17,13 @@ import torch
 from torch import nn
 
 from javisdit.models.layers.embeddings import CaptionEmbedder, PatchEmbed2D, sincos_1d
-from javisdit.models.stdit.blocks import CrossModalityBiAttentionBlock, CrossSTDiT3Block, FinalLayer
+from javisdit.models.stdit.blocks import (
+    CrossModalityBiAttentionBlock,
+    CrossSTDiT3Block,
+    FinalLayer,
+    modulate,
+    modulation,
+)
 from javisdit.models.stdit.config import VASTDiT3Config
 from javisdit.models.stdit.stdit3 import STDiT3, check_shape, zero_output_weights
 
@@ -205,8 +211,15 @@ class VASTDiT3(STDiT3):
         ay_tokens, ay_mask = self._embed_text(self.audio_y_embedder, y, mask, drops.get("audio_y_embedder"))
         if self.has_st_prior:
             t_st, t0_st = self.st_t_block(t), (self.st_t_block(t0) if masked else None)
-            st_prior = torch.cat([spatial_prior, temporal_prior], dim=1).to(dtype)[:, None]
-            st_prior = self.st_prior_embedder(st_prior, drop=drops.get("st_prior_embedder", self.training)).squeeze(1)
+            drop = drops.get("st_prior_embedder", self.training)
+
+            def embed_prior() -> torch.Tensor:
+                tokens = torch.cat([spatial_prior, temporal_prior], dim=1).to(dtype)[:, None]
+                return self.st_prior_embedder(tokens, drop=drop).squeeze(1)
+
+            inputs = (spatial_prior, temporal_prior) + ((drop,) if isinstance(drop, torch.Tensor) else ())
+            st_prior = embed_prior() if drop is True else self._memo("st_prior", self.st_prior_embedder, inputs,
+                                                                       embed_prior)
             sp, tp = st_prior.split([cfg.spatial_prior_len, cfg.temporal_prior_len], dim=1)
 
         a_tokens, RM = self._audio_tokens(ax)
@@ -243,4 +256,26 @@ class VASTDiT3(STDiT3):
             video = self.final_layer(v_tokens, t, T, x_mask, t0)
             out["video"] = self._unpatchify_video(video, THW, tuple(vx.shape[-3:])).float()
         return out
+
+    @torch.no_grad()
+    def cache_signal(self, x: dict[str, torch.Tensor], timestep: torch.Tensor,  # type: ignore[override]
+                     fps: torch.Tensor | None = None, height: torch.Tensor | None = None,
+                     width: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """The step cache's cheap stand-in for the output (patch and time embeddings only, no block
+        runs): the first video spatial block's modulated input [B, T·S, C] (when the model runs video)
+        followed along the tokens by the first audio spatial block's [B, R·M, C].
+
+        Takes ``forward``'s arguments; those the signal does not depend on (text, priors, masks) are
+        ignored, and every frame is modulated with ``timestep``.
+        """
+        parts = []
+        if x.get("video") is not None and self.has_video_blocks:
+            parts.append(super().cache_signal(x["video"], timestep, fps=fps, height=height, width=width))
+        dtype = self.x_embedder.proj.weight.dtype
+        tokens, _ = self._audio_tokens(x["audio"].to(dtype))
+        t_mlp = self.t_block(self._embed_time(timestep, fps, tokens.shape[0], dtype))
+        block = self.audio_spatial_blocks[0]
+        shift, scale = modulation(block.scale_shift_table, t_mlp, 6)[:2]
+        parts.append(modulate(block.norm1(tokens), shift, scale))
+        return torch.cat(parts, dim=1)
 
