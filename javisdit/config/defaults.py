@@ -48,6 +48,7 @@ INFERENCE_DEFAULTS: dict[str, Any] = dict(
     skip_bad_rows=False,
     loop=1,  # segments of an extended clip (javisdit.inference.extension.generate_extended)
     compile=False,  # torch.compile the denoiser's blocks (javisdit.models.compile): slower start, faster steps
+    sp_size=1,  # processes per sample, its video frames sharded over them (javisdit.distributed.sequence_parallel)
 )
 
 TRAINING_DEFAULTS: dict[str, Any] = dict(

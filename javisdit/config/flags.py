@@ -145,6 +145,9 @@ FLAGS: tuple[Flag, ...] = (
          "bin; default: the last)", type=_non_negative_int, also=(EXTRACT,)),
     _bool("--compile", INFERENCE, "torch.compile the diffusion model's blocks (a slower start for faster steps; "
           "needs a C++ compiler on CPU, Triton on CUDA)"),
+    Flag("--sp-size", INFERENCE, "sequence parallelism under torchrun: groups of this many consecutive "
+         "processes compute each sample together, its video frames sharded over them (VASTDiT3 only; must divide "
+         "the number of processes); the groups share the prompts", type=_positive_int),
     Flag("--model-path", INFERENCE, "weights of the diffusion model (hub id, folder or file); wins over "
          "model.from_pretrained"),
     Flag("--lora-dir", INFERENCE, "JavisDiT++: the LoRA adapter folder inside the checkpoint, merged at load "

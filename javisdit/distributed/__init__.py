@@ -1,7 +1,8 @@
 """Process groups for multi-device runs launched with ``torchrun`` (NCCL on CUDA, gloo on CPU).
 
-Inference only needs plain data parallelism and uses torch.distributed directly; the training
-booster (ColossalAI) lives in its own module and is imported only by training.
+Inference uses torch.distributed directly: data parallelism over prompts, and optionally sequence
+parallelism within groups of processes (``sequence_parallel``); the training booster (ColossalAI) lives
+in its own module and is imported only by training.
 
 Every collective of the main group must finish within its timeout (``dist_timeout`` in training, 30
 minutes by default): on NCCL a watchdog aborts the job when one does not. Waiting for rank 0 to write

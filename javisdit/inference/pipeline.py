@@ -7,7 +7,10 @@ CPU generator, seeded ``seed + prompt index * num_sample + k``, so a prompt's dr
 its batch mates, the batch size or the device. Under ``torchrun`` the batches are dealt out to the
 processes, each process writes its share and logs its own summary (no final barrier: a slow process
 cannot time out the others), and because seeds follow prompt indices, every process count writes the
-same files.
+same files. With ``sp_size`` N > 1 (sequence parallelism, VASTDiT3 only) the processes form groups of N
+consecutive ranks: the batches are dealt out to the groups, the N processes of a group compute each sample
+together (its video frames sharded, ``javisdit.distributed.sequence_parallel``) and the group's first
+process writes it.
 
 Whether the *outputs* also leave the batch out depends on the model: with ``prior_attn_batch_union``
 (the default; the published weights were trained so) each sample's ST-prior cross-attention sees the
@@ -31,6 +34,7 @@ from mmengine.config import Config
 from tqdm import tqdm
 
 from javisdit.distributed import ProcessInfo, init_distributed, shutdown
+from javisdit.distributed.sequence_parallel import SequenceParallel, enable_sequence_parallel, new_groups
 from javisdit.errors import ConfigError, UserError
 from javisdit.inference.conditioning import (
     Condition,
@@ -217,6 +221,7 @@ def run(cfg: Config) -> RunReport:
     T, H, W = get_clip_size(cfg.num_frames, cfg.resolution, cfg.aspect_ratio, cfg.get("image_size"), int(cfg.fps))
     prompts = load_prompts(cfg.get("prompt"), cfg.get("prompt_path"), cfg.start_index, cfg.get("end_index"))
     check_flags(cfg)
+    _check_sequence_parallel(cfg)
     save_dir = Path(cfg.save_dir)
     _check_save_dir(save_dir)
     info: ProcessInfo = init_distributed()
@@ -228,8 +233,38 @@ def run(cfg: Config) -> RunReport:
     return report
 
 
+def _check_sequence_parallel(cfg: Config) -> None:
+    """``sp_size`` > 1 needs a VASTDiT3 that generates video (checked before anything is built)."""
+    size = int(cfg.get("sp_size", 1))
+    if size == 1:
+        return
+    if size < 1:
+        raise ConfigError(f"sp_size must be a positive integer, got {size}")
+    model_type = str(cfg.model["type"])
+    if not model_type.startswith("VASTDiT3-") or cfg.get("audio_only", False):
+        what = "audio-only generation" if cfg.get("audio_only", False) else f"model {model_type}"
+        raise ConfigError(f"--sp-size {size}: sequence parallelism shards the video frames of a VASTDiT3; "
+                          f"{what} cannot use it")
+    if cfg.get("compile", False):  # collectives inside compiled blocks: not tried
+        raise ConfigError(f"--sp-size {size} cannot be combined with --compile")
+
+
+def _sequence_parallel(cfg: Config, info: ProcessInfo) -> SequenceParallel | None:
+    """This process's SP group (None without sequence parallelism); collective over every process."""
+    size = int(cfg.get("sp_size", 1))
+    if size == 1:
+        return None
+    if info.world_size % size:
+        raise ConfigError(f"--sp-size {size} must divide the number of processes ({info.world_size})")
+    return new_groups(size, info.device)
+
+
 def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int, int, int], save_dir: Path,
          report: RunReport) -> None:
+    sp = _sequence_parallel(cfg, info)
+    # Data parallelism over the SP groups (each process is a group of its own without SP).
+    group, groups = (info.rank, info.world_size) if sp is None else (info.rank // sp.size, info.world_size // sp.size)
+    writes = sp is None or sp.rank == 0
     dtype = torch_dtype(cfg.dtype)
     if info.device.type == "cuda" and cfg.get("allow_tf32", True):
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -240,15 +275,21 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
     verbose, num_sample = int(cfg.verbose), int(cfg.num_sample)
     batch_size = int(cfg.batch_size)
     batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
-    mine = batches[info.rank :: info.world_size]
-    logger.info("%d prompt(s) in %d batch(es); %s %dx%dx%d at %d fps -> %s (process %d of %d)", len(prompts),
-                len(batches), "audio" if audio_only else "video", *clip, cfg.fps, save_dir, info.rank, info.world_size)
+    mine = batches[group::groups]
+    logger.info("%d prompt(s) in %d batch(es); %s %dx%dx%d at %d fps -> %s (process %d of %d%s)", len(prompts),
+                len(batches), "audio" if audio_only else "video", *clip, cfg.fps, save_dir, info.rank, info.world_size,
+                "" if sp is None else f"; rank {sp.rank} of sequence-parallel group {group} of {groups}")
 
     start = time.perf_counter()
     # Seeded before building: models without weights (the tiny configs) are the same in every run
     # and every process. Sampling draws from per-prompt generators.
     set_seed(int(cfg.seed))
     gen = build_models(cfg, info.device, dtype)
+    if sp is not None:
+        try:
+            enable_sequence_parallel(gen.model, sp)
+        except TypeError as err:
+            raise ConfigError(f"--sp-size {sp.size}: {err}") from None
     plan = plan_from_config(cfg, gen, clip)
     report.seconds["load"] += time.perf_counter() - start
 
@@ -273,7 +314,10 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
         for k in range(num_sample):
             paths = [output_stem(save_dir, p, cfg.get("sample_name"), bool(cfg.prompt_as_path), k, num_sample)
                      .with_suffix(ext) for p in batch]
-            if all(path.exists() for path in paths):
+            done = all(path.exists() for path in paths)
+            if sp is not None:  # the group computes together: its writer's view decides
+                done = sp.broadcast_flag(done)
+            if done:
                 report.skipped.extend(paths)
                 if verbose >= 2:
                     logger.info("exists, skipped: %s", ", ".join(p.name for p in paths))
@@ -291,7 +335,7 @@ def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int,
                 video, audio = generate(gen, texts, clip, int(cfg.fps), dtype, generators, progress=verbose >= 2,
                                         timings=report.seconds, text=text, device=info.device, condition=condition)
             start = time.perf_counter()
-            for i, path in enumerate(paths):
+            for i, path in enumerate(paths if writes else ()):
                 if path.exists():
                     continue
                 wave = audio[i].cpu().numpy()

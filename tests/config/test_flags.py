@@ -22,6 +22,7 @@ SAMPLES = {
     "--model-path": (["./weights"], "./weights"),
     "--lora-dir": (["adapter"], "adapter"),
     "--compile": ([], True),
+    "--sp-size": (["2"], 2),
     "--ckpt-path": (["./ckpt/model"], "./ckpt/model"),
     "--batch-size": (["3"], 3),
     "--outputs": (["./exp"], "./exp"),

@@ -10,6 +10,7 @@ checks and benchmarks). Shapes: ``B`` batch, ``H`` heads, ``N`` queries, ``L`` k
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
@@ -193,10 +194,18 @@ class BiCrossAttention(nn.Module):
         B, _, L, _ = x.shape
         return x.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)
 
-    def forward(self, m1: torch.Tensor, m2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """m1: [B, L1, C1], m2: [B, L2, C2] -> updates of the same shapes."""
+    def forward(self, m1: torch.Tensor, m2: torch.Tensor,
+                gather_m1: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """m1: [B, L1, C1], m2: [B, L2, C2] -> updates of the same shapes.
+
+        ``gather_m1`` (sequence parallelism): m1 is one shard of modality 1's tokens, and this maps its
+        projections [..., L1_shard, E] to those of all its tokens [..., L1, E] (along dim -2), so that
+        modality 2's update sees every token of modality 1.
+        """
         q1, k2 = self._heads(self.m1_proj(m1)), self._heads(self.m2_proj(m2))
         v1, v2 = self._heads(self.values_m1_proj(m1)), self._heads(self.values_m2_proj(m2))
         out1 = attention(q1, k2, v2)
+        if gather_m1 is not None:
+            q1, v1 = gather_m1(torch.stack((q1, v1))).unbind(0)
         out2 = attention(k2, q1, v1)
         return self.out_m1_proj(self._merge(out1)), self.out_m2_proj(self._merge(out2))

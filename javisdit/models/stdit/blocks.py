@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from javisdit.distributed.sequence_parallel import FrameShard, temporal_attention, token_gatherer
 from javisdit.models.layers.attention import BiCrossAttention, CrossAttention, SelfAttention
 from javisdit.models.layers.fused import modulate, residual_add
 from javisdit.models.layers.mlp import Mlp
@@ -75,8 +76,10 @@ class STDiT3Block(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, y_mask: torch.Tensor | None, t: torch.Tensor, T: int,
                 x_mask: torch.Tensor | None = None, t0: torch.Tensor | None = None,
-                rope: RotaryEmbedding | None = None) -> torch.Tensor:
-        """x: [B, T·S, C]; y: [B, L, C] text tokens with y_mask [B, L]; t, t0: [B, 6C]."""
+                rope: RotaryEmbedding | None = None, shard: FrameShard | None = None) -> torch.Tensor:
+        """x: [B, T·S, C]; y: [B, L, C] text tokens with y_mask [B, L]; t, t0: [B, 6C]. With ``shard``
+        (sequence parallelism) x holds this rank's T frames of the sample, and temporal attention sees the
+        frames of every rank."""
         B, N, C = x.shape
         S = N // T
         mod = Modulated(self.scale_shift_table, t, t0, x_mask, T, 6)
@@ -84,7 +87,7 @@ class STDiT3Block(nn.Module):
         h = mod.shift_scale(self.norm1(x), 0)
         if self.temporal:  # [B, T·S, C] -> [B·S, T, C]
             h = h.view(B, T, S, C).transpose(1, 2).reshape(B * S, T, C)
-            h = self.attn(h, rope=rope)
+            h = self.attn(h, rope=rope) if shard is None else temporal_attention(self.attn, h, rope, shard)
             h = h.view(B, S, T, C).transpose(1, 2).reshape(B, N, C)
         else:  # [B, T·S, C] -> [B·T, S, C]
             h = self.attn(h.reshape(B * T, S, C)).view(B, N, C)
@@ -146,9 +149,11 @@ class CrossModalityBiAttentionBlock(nn.Module):
         self.gamma_m1 = nn.Parameter(torch.zeros(video_dim))
         self.gamma_m2 = nn.Parameter(torch.zeros(audio_dim))
 
-    def forward(self, vx: torch.Tensor, ax: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """vx: [B, Lv, C], ax: [B, La, C] -> the same shapes."""
-        dv, da = self.cross_attn(self.attn_norm_m1(vx), self.attn_norm_m2(ax))
+    def forward(self, vx: torch.Tensor, ax: torch.Tensor, shard: FrameShard | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """vx: [B, Lv, C], ax: [B, La, C] -> the same shapes. With ``shard`` (sequence parallelism) vx is
+        this rank's frames; the audio update still sees every video token (the same on every rank)."""
+        dv, da = self.cross_attn(self.attn_norm_m1(vx), self.attn_norm_m2(ax), gather_m1=token_gatherer(shard))
         return residual_add(vx, dv, self.gamma_m1), residual_add(ax, da, self.gamma_m2)
 
 

@@ -5,7 +5,8 @@ after the spatial and temporal blocks of both towers, each tower cross-attends t
 (spatial then temporal), then the towers exchange information through bidirectional video-audio
 cross-attention. Shape legend: video latent [B, 4, Tx, Hx, Wx] -> tokens [B, T·S, C]; audio latent
 [B, 8, Ta, Mx] (Mx mel bins) -> tokens [B, R·M, C] with ``R = Ta / 4`` time and ``M = Mx`` frequency
-tokens; priors [B, Ns | Nt, Cp].
+tokens; priors [B, Ns | Nt, Cp]. For inference over several processes the video frames can be sharded
+(``javisdit.distributed.sequence_parallel``); the model then holds this rank's ``Tv`` of the ``T`` frames.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from javisdit.distributed.sequence_parallel import FrameShard, SequenceParallel
 from javisdit.models.layers.embeddings import CaptionEmbedder, PatchEmbed2D, sincos_1d
 from javisdit.models.stdit.blocks import (
     CrossModalityBiAttentionBlock,
@@ -61,6 +63,9 @@ class VASTDiT3(STDiT3):
         # Ablation switch (inference; the sync benchmark's rows): names of ``SYNC_MODULES`` whose blocks the
         # forward skips, as if the model had been built without them. Empty: the model as trained.
         self.skip_sync: frozenset[str] = frozenset()
+        # Inference across processes (``javisdit.distributed.sequence_parallel.enable_sequence_parallel``):
+        # the video frames of each sample are sharded over this group. None: one process computes all.
+        self.sequence_parallel: SequenceParallel | None = None
         # The audio null caption starts equal to the video one (two buffers, not an alias).
         self.audio_y_embedder.y_embedding.data.copy_(self.y_embedder.y_embedding.data)
 
@@ -227,35 +232,53 @@ class VASTDiT3(STDiT3):
         if has_video:
             vx = x["video"].to(dtype)
             v_tokens, THW = self._video_tokens(vx, height, width)
-            T = THW[0]
+            T = Tv = THW[0]  # Tv: the frames this process holds (all of them without sequence parallelism)
         run_video = has_video and self.has_video_blocks
         if run_video:
             y_tokens, y_mask = self._embed_text(self.y_embedder, y, mask, drops.get("y_embedder"))
+        # Sequence parallelism: from here to the final layer the video tower holds this rank's Tv of the
+        # T frames ([B, Tv·S, C]) and their x_mask [B, Tv]; the audio tower is whole on every rank.
+        shard, vx_mask = None, x_mask
+        if run_video and self.sequence_parallel is not None:
+            shard, v_tokens, vx_mask = self._shard_video(v_tokens, T, x_mask)
+            Tv = shard.local
 
         # Block order per depth: V-spatial, V-temporal, A-spatial, A-temporal, V-prior, A-prior, V<->A.
         for i in range(cfg.depth):
             if run_video:
-                v_tokens = self._run(self.spatial_blocks[i], v_tokens, y_tokens, y_mask, t_mlp, T, x_mask, t0_mlp)
-                v_tokens = self._run(self.temporal_blocks[i], v_tokens, y_tokens, y_mask, t_mlp, T, x_mask, t0_mlp,
-                                     rope=self.rope)
+                v_tokens = self._run(self.spatial_blocks[i], v_tokens, y_tokens, y_mask, t_mlp, Tv, vx_mask, t0_mlp)
+                v_tokens = self._run(self.temporal_blocks[i], v_tokens, y_tokens, y_mask, t_mlp, Tv, vx_mask, t0_mlp,
+                                     rope=self.rope, shard=shard)
             a_tokens = self._run(self.audio_spatial_blocks[i], a_tokens, ay_tokens, ay_mask, t_mlp, R, ax_mask, t0_mlp)
             a_tokens = self._run(self.audio_temporal_blocks[i], a_tokens, ay_tokens, ay_mask, t_mlp, R, ax_mask,
                                  t0_mlp, rope=self.rope)
             if self.has_st_prior and "st_prior" not in self.skip_sync:
                 union = cfg.prior_attn_batch_union
                 if run_video:
-                    v_tokens = self._run(self.video_st_prior_blocks[i], v_tokens, sp, tp, t_st, T, x_mask, t0_st,
+                    v_tokens = self._run(self.video_st_prior_blocks[i], v_tokens, sp, tp, t_st, Tv, vx_mask, t0_st,
                                          batch_union=union)
                 a_tokens = self._run(self.audio_st_prior_blocks[i], a_tokens, sp, tp, t_st, R, ax_mask, t0_st,
                                      batch_union=union)
             if self.has_va_cross and run_video and "va_cross" not in self.skip_sync:
-                v_tokens, a_tokens = self._run(self.va_cross_blocks[i], v_tokens, a_tokens)
+                v_tokens, a_tokens = self._run(self.va_cross_blocks[i], v_tokens, a_tokens, shard=shard)
 
         out = {"audio": self._unpatchify_audio(self.audio_final_layer(a_tokens, t, R, ax_mask, t0), RM).float()}
         if has_video:
-            video = self.final_layer(v_tokens, t, T, x_mask, t0)
+            video = self.final_layer(v_tokens, t, Tv, vx_mask, t0)
+            if shard is not None:
+                video = shard.gather(video, dim=1)  # [B, T·S, p·Cout] on every rank
             out["video"] = self._unpatchify_video(video, THW, tuple(vx.shape[-3:])).float()
         return out
+
+    def _shard_video(self, tokens: torch.Tensor, T: int, x_mask: torch.Tensor | None
+                     ) -> tuple[FrameShard, torch.Tensor, torch.Tensor | None]:
+        """This rank's frames of the video tokens [B, T·S, C] and of x_mask [B, T] (padding frames: zero
+        tokens, True in the mask) -> (shard, [B, Tl·S, C], [B, Tl] or None)."""
+        if torch.is_grad_enabled():
+            raise RuntimeError("sequence parallelism is implemented for inference only: call the model under "
+                               "torch.no_grad()")
+        shard = self.sequence_parallel.shard(T)
+        return shard, shard.split(tokens), shard.split(x_mask, fill=True)
 
     @torch.no_grad()
     def cache_signal(self, x: dict[str, torch.Tensor], timestep: torch.Tensor,  # type: ignore[override]

@@ -1,0 +1,310 @@
+"""Sequence parallelism (``javisdit.distributed.sequence_parallel``): the collectives on two gloo processes
+with known values, the 2-process VASTDiT3 forward against the 1-process one, and ``--sp-size`` end to end."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from conftest import REPO, TINY_VA, randomise_sync_modules
+from javisdit import cli
+from javisdit.distributed.sequence_parallel import rotate
+from javisdit.models.layers.rope import RotaryEmbedding
+
+TINY = str(REPO / "configs" / "tiny" / "inference.py")
+TINY_V1 = str(REPO / "configs" / "tiny" / "inference_v1.py")
+SMALL = ["--image-size", "32", "48", "--num-frames", "9", "--verbose", "0"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----- what the two processes compute ---------------------------------------------------------------------------
+
+
+def _collectives(rank: int) -> dict:
+    from javisdit.distributed.sequence_parallel import SequenceParallel, new_groups
+
+    sp = SequenceParallel.of()
+    out = dict(rank=sp.rank, size=sp.size)
+    x = torch.arange(24.0).view(2, 4, 3) + 100 * rank
+    out["all_to_all"] = sp.all_to_all(x, scatter_dim=1, gather_dim=0)  # [4, 2, 3]
+    out["all_to_all_back"] = sp.all_to_all(out["all_to_all"], scatter_dim=0, gather_dim=1)
+    out["bytes_after_all_to_all"] = sp.bytes_sent
+    out["all_gather"] = sp.all_gather(x[:, :1], dim=2)  # [2, 1, 6]
+    out["bytes_after_all_gather"] = sp.bytes_sent
+    shard = sp.shard(3)  # 3 frames of 2 tokens: rank 0 holds frames 0, 1; rank 1 frame 2 and a padding frame
+    tokens = torch.arange(6.0).view(1, 6, 1)
+    out["split"] = shard.split(tokens)
+    out["split_mask"] = shard.split(torch.tensor([[False, True, True]]), fill=True)
+    out["gathered"] = shard.gather(out["split"] * 10)
+    out["key_mask"] = shard.key_mask(torch.device("cpu"))
+    out["flag"] = sp.broadcast_flag(rank == 0)
+    pairs = new_groups(1)
+    out["groups_of_one"] = (pairs.rank, pairs.size)
+    both = new_groups(2)
+    out["group_of_two"] = (both.rank, both.size, both.broadcast_flag(rank == 1))
+    try:
+        new_groups(3)
+    except ValueError as err:
+        out["bad_size"] = str(err)
+    return out
+
+
+def _inputs(B: int, T: int, short_caption: bool = False, H: int = 9, W: int = 11, Ta: int = 8, L: int = 8) -> dict:
+    g = torch.Generator().manual_seed(T * 10 + B)
+    mask = torch.ones(B, L, dtype=torch.long)
+    if short_caption:
+        mask[0, L // 2:] = 0
+    return dict(
+        x={"video": torch.randn(B, 4, T, H, W, generator=g), "audio": torch.randn(B, 8, Ta, 16, generator=g)},
+        timestep=torch.linspace(900.0, 100.0, B), y=torch.randn(B, 1, L, 32, generator=g), mask=mask,
+        fps=torch.full((B,), 24.0), height=torch.full((B,), float(H * 8)), width=torch.full((B,), float(W * 8)),
+        spatial_prior=torch.randn(B, 32, 128, generator=g), temporal_prior=torch.randn(B, 32, 128, generator=g),
+    )
+
+
+def _conditioned(B: int, T: int) -> dict:
+    inputs = _inputs(B, T)
+    x_mask = torch.ones(B, T, dtype=torch.bool)
+    x_mask[:, 0] = False  # clean frames on rank 0 (frames 0-2) and, for sample 1, on rank 1 (3, 4 and a pad)
+    x_mask[1:, 3] = False
+    ax_mask = torch.ones(B, 8, dtype=torch.bool)
+    ax_mask[:, :4] = False
+    return dict(inputs, x_mask=x_mask, ax_mask=ax_mask)
+
+
+#: case -> (model kwargs, inputs)
+CASES = {
+    "plain": ({}, lambda: _inputs(B=1, T=4)),
+    "odd_frames": ({}, lambda: _inputs(B=1, T=5)),
+    "x_mask": ({}, lambda: _conditioned(B=2, T=5)),
+    "batch_2_short_caption": ({}, lambda: _inputs(B=2, T=6, short_caption=True)),
+    "heads_not_divisible": (dict(hidden_size=48, num_heads=3), lambda: _inputs(B=1, T=5)),
+}
+
+
+def _model(**kwargs):
+    from javisdit.registry import MODELS, build_module
+
+    torch.manual_seed(0)
+    return _acting(build_module(dict(TINY_VA, **kwargs), MODELS).eval())
+
+
+def _acting(model):
+    """``model`` with weights in every zero-initialised layer, so that each block acts (above all the
+    temporal attention, whose output projection starts at zero)."""
+    randomise_sync_modules(model)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad and not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model
+
+
+def _forwards(rank: int) -> dict:
+    from javisdit.distributed.sequence_parallel import SequenceParallel, enable_sequence_parallel
+
+    sp = SequenceParallel.of()
+    out = {}
+    for name, (kwargs, make) in CASES.items():
+        model, inputs = _model(**kwargs), make()
+        with torch.no_grad():
+            reference = model(**inputs)
+            enable_sequence_parallel(model, sp)
+            before = sp.bytes_sent
+            parallel = model(**inputs)
+        out[name] = dict(reference=reference, parallel=parallel, bytes=sp.bytes_sent - before,
+                         config=dict(depth=model.config.depth, hidden=model.config.hidden_size,
+                                     heads=model.config.num_heads))
+    try:
+        model(**inputs)  # with autograd on
+    except RuntimeError as err:
+        out["grad_error"] = str(err)
+    return out
+
+
+def _worker(rank: int, port: int, out: dict) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        out[rank] = dict(collectives=_collectives(rank), forward=_forwards(rank))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_ranks() -> dict:
+    """What each of two gloo processes computed: {rank: {"collectives": ..., "forward": ...}}."""
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_worker, args=(_free_port(), out), nprocs=2)
+        return dict(out)
+
+
+# ----- the collectives --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.dist
+def test_all_to_all_and_all_gather_on_two_ranks(two_ranks):
+    x = {r: torch.arange(24.0).view(2, 4, 3) + 100 * r for r in (0, 1)}
+    for r in (0, 1):
+        got = two_ranks[r]["collectives"]
+        assert (got["rank"], got["size"]) == (r, 2)
+        # rank r keeps its half of dim 1 from both ranks, rank 0's rows first
+        expected = torch.cat([x[0][:, 2 * r : 2 * r + 2], x[1][:, 2 * r : 2 * r + 2]], dim=0)
+        assert torch.equal(got["all_to_all"], expected)
+        assert torch.equal(got["all_to_all_back"], x[r])
+        assert torch.equal(got["all_gather"], torch.cat([x[0][:, :1], x[1][:, :1]], dim=2))
+        # half of the 96-byte input leaves the rank, twice; then the 24-byte shard once
+        assert got["bytes_after_all_to_all"] == 96 and got["bytes_after_all_gather"] == 96 + 24
+
+
+@pytest.mark.dist
+def test_frames_split_padded_and_gathered(two_ranks):
+    zero, one = two_ranks[0]["collectives"], two_ranks[1]["collectives"]
+    assert zero["split"].flatten().tolist() == [0, 1, 2, 3]
+    assert one["split"].flatten().tolist() == [4, 5, 0, 0]  # frame 2, then a zero padding frame
+    assert zero["split_mask"].tolist() == [[False, True]] and one["split_mask"].tolist() == [[True, True]]
+    for got in (zero, one):
+        assert got["gathered"].flatten().tolist() == [0, 10, 20, 30, 40, 50]  # padding dropped
+        assert got["key_mask"].flatten().tolist() == [True, True, True, False]
+        assert got["flag"] is True  # rank 0's
+
+
+@pytest.mark.dist
+def test_groups_of_consecutive_ranks(two_ranks):
+    for r in (0, 1):
+        got = two_ranks[r]["collectives"]
+        assert got["groups_of_one"] == (0, 1)
+        assert got["group_of_two"] == (r, 2, False)
+        assert got["bad_size"] == "sequence-parallel size 3 does not divide the 2 processes"
+
+
+def test_rotate_at_an_offset_is_rope_of_the_whole_sequence():
+    rope = RotaryEmbedding(8)
+    x = torch.randn(2, 3, 6, 8)
+    torch.testing.assert_close(rotate(rope, x[..., 4:, :], start=4, length=6), rope(x)[..., 4:, :], rtol=0, atol=0)
+
+
+# ----- the model ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_process_forward_equals_one_process(two_ranks, case):
+    results = [two_ranks[r]["forward"][case] for r in (0, 1)]
+    reference = results[0]["reference"]
+    for got in results:
+        assert torch.equal(got["reference"]["video"], reference["video"])  # the same model on both ranks
+        assert got["parallel"]["video"].shape == reference["video"].shape
+        for key in ("video", "audio"):
+            torch.testing.assert_close(got["parallel"][key], reference[key], rtol=1e-5, atol=1e-5)
+    for key in ("video", "audio"):  # both ranks return the same full outputs
+        assert torch.equal(results[0]["parallel"][key], results[1]["parallel"][key])
+
+
+@pytest.mark.dist
+def test_communication_volume_is_counted(two_ranks):
+    got = two_ranks[0]["forward"]["plain"]
+    cfg = got["config"]
+    B, T, S, C, H = 1, 4, 5 * 6, cfg["hidden"], cfg["heads"]  # 9x11 latent -> 5x6 patches
+    tl, f32 = T // 2, 4
+    # per depth: temporal attention's all-to-all of q, k, v and back (half of each leaves the rank), then
+    # the all-gather of the video keys and values of the video-audio block (C/2 channels each)
+    temporal = (3 + 1) * B * S * tl * C * f32 // 2
+    va = 2 * B * tl * S * (C // 2) * f32
+    final = B * tl * S * (2 * 2 * 8) * f32  # the final layer's tokens: 2x2 patches of 8 channels
+    assert got["bytes"] == cfg["depth"] * (temporal + va) + final
+    assert two_ranks[1]["forward"]["plain"]["bytes"] == got["bytes"]
+
+
+@pytest.mark.dist
+def test_sequence_parallel_forward_refuses_autograd(two_ranks):
+    assert two_ranks[0]["forward"]["grad_error"] == ("sequence parallelism is implemented for inference only: call "
+                                                     "the model under torch.no_grad()")
+
+
+# ----- inference --------------------------------------------------------------------------------------------
+
+
+def _frames(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+@pytest.mark.dist
+def test_torchrun_sp_size_2_writes_what_one_process_writes(tmp_path):
+    from mmengine.config import Config
+
+    from javisdit.models.loading import save_pretrained
+    from javisdit.models.stdit.config import config_dict
+    from javisdit.registry import MODELS, build_module
+
+    # the tiny config's model with weights that make every block act (its own init zeroes some outputs)
+    spec = {k: v for k, v in Config.fromfile(TINY).model.items() if k != "from_pretrained"}
+    torch.manual_seed(0)
+    model = _acting(build_module(spec, MODELS, in_channels=4))
+    save_pretrained(model, tmp_path / "weights", config=config_dict(model.config))
+    # 9 frames are 3 latent frames: 2 on rank 0, 1 and a padding frame on rank 1
+    common = [*SMALL, "--prompt", "a dog barks", "rain falls", "--seed", "3", "--model-path", str(tmp_path / "weights")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    script = str(REPO / "scripts" / "inference.py")
+    runs = {"one": [sys.executable, script, TINY, *common],
+            "sp": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                   str(_free_port()), script, TINY, *common, "--sp-size", "2"]}
+    for name, command in runs.items():
+        result = subprocess.run([*command, "--save-dir", str(tmp_path / name)], env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "sp").iterdir()) == ["sample_0000.mp4", "sample_0001.mp4"]
+    for name in names:
+        a, b = _frames(tmp_path / "one" / name).astype(int), _frames(tmp_path / "sp" / name).astype(int)
+        assert a.shape == b.shape == (9, 32, 48, 3)
+        # x264's assembly kernels vary from run to run on some CPUs (``write_mp4``): the same frames decode up
+        # to ~0.2 levels apart on average here; temporal attention without its padding mask gives ~4
+        assert np.abs(a - b).mean() < 1.0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([TINY, *SMALL, "--sp-size", "2"], "error: --sp-size 2 must divide the number of processes (1)"),
+        ([TINY_V1, "--sp-size", "2"], "error: --sp-size 2: sequence parallelism shards the video frames of a "
+                                      "VASTDiT3; model Wan2_1_T2V_1_3B cannot use it"),
+        ([TINY, *SMALL, "--sp-size", "2", "--cfg-options", "audio_only=True"],
+         "error: --sp-size 2: sequence parallelism shards the video frames of a VASTDiT3; audio-only generation "
+         "cannot use it"),
+        ([TINY, *SMALL, "--sp-size", "2", "--compile"], "error: --sp-size 2 cannot be combined with --compile"),
+    ],
+)
+def test_sp_size_errors_are_one_line(tmp_path, capsys, argv, message):
+    assert cli.main("inference", [*argv, "--prompt", "x", "--save-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == message
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.dist
+def test_benchmark_tiny_mode(run_script):
+    result = run_script("benchmarks/sequence_parallel.py", "--tiny", timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "2"]
+    cells = rows[1].split("|")
+    assert float(cells[-2]) < 1e-4  # max |difference| from the 1-process output
+    assert float(cells[-3].replace(",", "")) > 0  # MB sent per rank
