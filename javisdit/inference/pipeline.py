@@ -92,6 +92,8 @@ def build_models(cfg: Config, device: torch.device, dtype: torch.dtype) -> Model
     if cfg.get("prior_encoder") is not None and not audio_only:
         prior = build_module(cfg.prior_encoder, MODELS).to(device, dtype).eval()
     vae = None if audio_only else build_module(cfg.vae, MODELS).to(device, dtype).eval()
+    if vae is not None and hasattr(vae, "channels_last"):  # the layout its convolutions run fastest in
+        vae.channels_last()
     audio_vae = build_module(cfg.audio_vae, MODELS).to(device, dtype).eval()
     source = cfg.get("model_path") or cfg.model.get("from_pretrained")
     # Built on the meta device and read tensor by tensor, cast to ``dtype`` on ``device`` as it comes. The

@@ -3,6 +3,12 @@ clip at 144p, with the tiny and the full-size (random-weight) architectures, and
 memory for a 2 s and an 8 s clip (it decodes chunk by chunk, so only the output should grow).
 
     python scripts/benchmarks/vaes.py [--full] [--json out.json]
+    python scripts/benchmarks/vaes.py --decode-240p [--json out.json]
+
+``--decode-240p`` times the full-size (random-weight) video decode of a 240p / 4 s clip (102 frames,
+240x426) in fp32 and bf16, with the convolution weights contiguous (as before) and channels-last (as
+inference runs it: ``OpenSoraVideoVAE.channels_last``), and reports seconds and peak memory per second
+of video.
 
 Each case runs in its own process, so that its peak memory (max RSS) is its own.
 """
@@ -26,6 +32,49 @@ CASES = {
     "audio-full-2s": ("audio", "audioldm2", 2, "both"),
 }
 FRAMES = {2: 51, 8: 204}
+
+
+DECODE_240P = dict(frames=102, size=(240, 426), fps=24)
+
+
+def run_decode_240p(dtype_name: str, layout: str) -> dict:
+    """One full-size video decode of 240p / 4 s in ``dtype_name`` with ``layout`` weights."""
+    import torch
+
+    from javisdit.registry import MODELS, build_module
+
+    torch.manual_seed(0)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    vae = build_module(dict(type="OpenSoraVAE_V1_2", from_pretrained=None, preset="v1.2"), MODELS).to(dtype).eval()
+    if layout == "channels_last":
+        vae.channels_last()
+    frames, (h, w) = DECODE_240P["frames"], DECODE_240P["size"]
+    z = torch.randn(1, 4, *vae.get_latent_size((frames, h, w)), dtype=dtype)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    vae.decode(z, frames)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    video_s = frames / DECODE_240P["fps"]
+    return dict(dtype=dtype_name, layout=layout, decode_s=seconds, decode_s_per_video_s=seconds / video_s,
+                peak_rss_gb=peak / 1024**2, decode_peak_growth_gb_per_video_s=(peak - rss_before) / 1024**2 / video_s)
+
+
+def decode_240p(json_path: str | None) -> None:
+    print("| dtype | weights | decode s | s per second of video | peak RSS GB | decode's RSS growth GB per second of video |")
+    print("|---|---|---|---|---|---|", flush=True)
+    results = []
+    for dtype in ("fp32", "bf16"):
+        for layout in ("contiguous", "channels_last"):
+            out = subprocess.run([sys.executable, __file__, "--decode-case", dtype, layout], check=True,
+                                 capture_output=True, text=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            results.append(r)
+            print(f"| {dtype} | {layout} | {r['decode_s']:.1f} | {r['decode_s_per_video_s']:.1f} | "
+                  f"{r['peak_rss_gb']:.2f} | {r['decode_peak_growth_gb_per_video_s']:.2f} |", flush=True)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(results, f, indent=2)
 
 
 def run_case(name: str) -> dict:
@@ -71,10 +120,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="also run the full-size VAEs (minutes on a CPU)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--decode-240p", action="store_true", help="only the full-size video decode of 240p / 4 s, "
+                        "fp32 and bf16, contiguous and channels-last weights (about 20 minutes on 2 CPU cores)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--decode-case", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(args.case)))
+        return
+    if args.decode_case:
+        print(json.dumps(run_decode_240p(*args.decode_case)))
+        return
+    if args.decode_240p:
+        decode_240p(args.json)
         return
     names = [n for n in CASES if args.full or "tiny" in n]
     results = []

@@ -80,3 +80,31 @@ def test_temporal_stride_of_the_preset_sets_the_latent_frames():
     assert vae.decode(z, num_frames=20).shape == (1, 3, 20, 16, 24)
     with pytest.raises(ValueError, match=r"latents for 20 frames must be \[B, 4, 11, h, w\]"):
         vae.decode(z[:, :, :10], num_frames=20)
+
+
+def test_channels_last_weights_decode_the_same_and_save_as_before(tmp_path):
+    torch.manual_seed(0)
+    vae = build_module(dict(type="OpenSoraVAE_V1_2", from_pretrained=None, preset="tiny"), MODELS).eval()
+    z = torch.randn(1, 4, *vae.get_latent_size((17, 32, 48)))
+    plain = vae.decode(z, 17)
+    assert vae.channels_last() is vae
+    convs = [m for m in vae.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+    assert any(isinstance(m, torch.nn.Conv3d) for m in convs) and any(isinstance(m, torch.nn.Conv2d) for m in convs)
+    for m in convs:
+        fmt = torch.channels_last if isinstance(m, torch.nn.Conv2d) else torch.channels_last_3d
+        assert m.weight.is_contiguous(memory_format=fmt)
+    assert not all(m.weight.is_contiguous() for m in convs)  # 1x1 kernels are both layouts at once
+    torch.testing.assert_close(vae.decode(z, 17), plain, rtol=1e-4, atol=1e-5)
+    folder = save_pretrained(vae, tmp_path / "vae")  # contiguous copies: a normal checkpoint
+    again = build_module(dict(type="OpenSoraVAE_V1_2", from_pretrained=str(folder), preset="tiny"), MODELS).eval()
+    torch.testing.assert_close(again.decode(z, 17), plain, rtol=1e-4, atol=1e-5)
+
+
+def test_inference_builds_the_video_vae_channels_last(repo):
+    from javisdit.config import parse_configs
+    from javisdit.inference.pipeline import build_models
+
+    cfg = parse_configs("inference", [str(repo / "configs" / "tiny" / "inference.py")])
+    vae = build_models(cfg, torch.device("cpu"), torch.float32).vae
+    conv = next(m for m in vae.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
