@@ -106,6 +106,16 @@ def run_script():
 
 
 @pytest.fixture
+def one_thread():
+    """For modules of tiny tensors (``pytestmark = pytest.mark.usefixtures("one_thread")``): a second torch
+    thread only adds waiting there (badly so on shared cores); the thread count is restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def write_config(tmp_path):
     """Write a config file from its text and return its path."""
 

@@ -18,13 +18,7 @@ from javisdit.schedulers.step_cache import StepCache, relative_l1
 CLIP = (9, 64, 64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tensors here are tiny: a second thread only adds waiting (badly so on shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class VelocityStub:

@@ -20,19 +20,10 @@ from javisdit.registry import MODELS, build_module
 from javisdit.training.autoencoder import AutoencoderStage
 from javisdit.utils.seed import sample_generators
 
-pytestmark = pytest.mark.usefixtures("restore_process_state")  # training runs in-process
+pytestmark = pytest.mark.usefixtures("restore_process_state", "one_thread")  # training runs in-process
 
 TINY = REPO / "configs" / "tiny"
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tensors here are tiny: a second thread only adds waiting (badly so on shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _stage(name: str, *options: str) -> tuple[AutoencoderStage, torch.nn.Module]:
