@@ -138,15 +138,6 @@ class FrameShard:
         return (torch.arange(self.padded, device=device) < self.frames)[None, None, None]
 
 
-def rotate(rope: RotaryEmbedding, x: torch.Tensor, start: int, length: int) -> torch.Tensor:
-    """``rope(x)`` for x [..., n, D] at positions ``start .. start + n - 1`` of a ``length``-long sequence
-    (the same tables and rounding as ``RotaryEmbedding.forward``)."""
-    cos, signed_sin = rope.tables(length, x.dtype, x.device)
-    n = x.shape[-2]
-    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
-    return x * cos[start : start + n] + swapped * signed_sin[start : start + n]
-
-
 def temporal_attention(attn: SelfAttention, x: torch.Tensor, rope: RotaryEmbedding | None,
                        shard: FrameShard) -> torch.Tensor:
     """``attn(x_all, rope=rope)`` for this rank's frames: what self-attention over the T frames of each
@@ -168,7 +159,7 @@ def temporal_attention(attn: SelfAttention, x: torch.Tensor, rope: RotaryEmbeddi
     q, k, v = attn.qkv(x).view(N, Tl, 3, H, D).permute(2, 0, 3, 1, 4)  # each [N, H, Tl, D]
     q, k = attn.q_norm(q), attn.k_norm(k)
     if rope is not None:
-        q, k = rotate(rope, q, shard.start, shard.padded), rotate(rope, k, shard.start, shard.padded)
+        q, k = rope(q, shard.start, shard.padded), rope(k, shard.start, shard.padded)
     mask = shard.key_mask(x.device)
     if H % sp.size == 0:  # Ulysses: heads sharded, all frames
         q, k, v = sp.all_to_all(torch.stack((q, k, v)), scatter_dim=2, gather_dim=3).unbind(0)  # [N, H/P, Tp, D]

@@ -17,8 +17,6 @@ import torch.multiprocessing as mp
 
 from conftest import REPO, TINY_VA, randomise_sync_modules
 from javisdit import cli
-from javisdit.distributed.sequence_parallel import rotate
-from javisdit.models.layers.rope import RotaryEmbedding
 
 TINY = str(REPO / "configs" / "tiny" / "inference.py")
 TINY_V1 = str(REPO / "configs" / "tiny" / "inference_v1.py")
@@ -192,12 +190,6 @@ def test_groups_of_consecutive_ranks(two_ranks):
         assert got["groups_of_one"] == (0, 1)
         assert got["group_of_two"] == (r, 2, False)
         assert got["bad_size"] == "sequence-parallel size 3 does not divide the 2 processes"
-
-
-def test_rotate_at_an_offset_is_rope_of_the_whole_sequence():
-    rope = RotaryEmbedding(8)
-    x = torch.randn(2, 3, 6, 8)
-    torch.testing.assert_close(rotate(rope, x[..., 4:, :], start=4, length=6), rope(x)[..., 4:, :], rtol=0, atol=0)
 
 
 # ----- the model ----------------------------------------------------------------------------------------------

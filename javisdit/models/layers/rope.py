@@ -45,10 +45,15 @@ class RotaryEmbedding(nn.Module):
             self._tables[key] = (angles.cos().to(dtype), (angles.sin() * sign).to(dtype))
         return self._tables[key]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start: int = 0, length: int | None = None) -> torch.Tensor:
+        """x [..., n, D] at positions ``start .. start + n - 1`` of a sequence of ``length`` (default: n)
+        positions; a slice of a sequence rotates as in the whole (sequence parallelism holds such slices)."""
+        n = x.shape[-2]
+        cos, signed_sin = self.tables(n if length is None else length, x.dtype, x.device)
+        if start or cos.shape[0] != n:
+            cos, signed_sin = cos[start : start + n], signed_sin[start : start + n]
         # pair (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin): x·cos + swap(x)·(-sin, sin), rounded after
         # each product as the original (a fused multiply-add would differ in bf16)
-        cos, signed_sin = self.tables(x.shape[-2], x.dtype, x.device)
         swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
         return x * cos + swapped * signed_sin
 

@@ -74,6 +74,12 @@ class STDiT3Block(nn.Module):
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
         self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
 
+    def attention_input(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the self-attention reads, ``modulate(LN(x), shift, scale)`` [B, N, C], for every frame at ``t``
+        [B, 6C] (the step cache's signal: ``STDiT3.cache_signal``)."""
+        shift, scale = modulation(self.scale_shift_table, t, 6)[:2]
+        return modulate(self.norm1(x), shift, scale)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor, y_mask: torch.Tensor | None, t: torch.Tensor, T: int,
                 x_mask: torch.Tensor | None = None, t0: torch.Tensor | None = None,
                 rope: RotaryEmbedding | None = None, shard: FrameShard | None = None) -> torch.Tensor:

@@ -23,7 +23,7 @@ from javisdit.models.layers.embeddings import (
 )
 from javisdit.models.layers.memo import ConditionMemo
 from javisdit.models.layers.rope import RotaryEmbedding, rope_frequencies
-from javisdit.models.stdit.blocks import FinalLayer, STDiT3Block, modulate, modulation
+from javisdit.models.stdit.blocks import FinalLayer, STDiT3Block
 from javisdit.models.stdit.config import STDiT3Config, config_dict
 
 
@@ -206,11 +206,14 @@ class STDiT3(nn.Module):
         every frame is modulated with ``timestep``.
         """
         dtype = self.x_embedder.proj.weight.dtype
-        tokens, _ = self._video_tokens(x.to(dtype), height, width)
         t_mlp = self.t_block(self._embed_time(timestep, fps, x.shape[0], dtype))
-        block = self.spatial_blocks[0]
-        shift, scale = modulation(block.scale_shift_table, t_mlp, 6)[:2]
-        return modulate(block.norm1(tokens), shift, scale)
+        return self._video_signal(x, t_mlp, height, width)
+
+    def _video_signal(self, vx: torch.Tensor, t_mlp: torch.Tensor, height: torch.Tensor | None,
+                      width: torch.Tensor | None) -> torch.Tensor:
+        """The first spatial block's attention input for the video latent [B, Cin, Tx, Hx, Wx] -> [B, T·S, C]."""
+        tokens, _ = self._video_tokens(vx.to(t_mlp.dtype), height, width)
+        return self.spatial_blocks[0].attention_input(tokens, t_mlp)
 
 
 def _fill_derived_keys(module: STDiT3, state_dict: dict, prefix: str, *args) -> None:

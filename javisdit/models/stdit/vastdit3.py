@@ -19,13 +19,7 @@ from torch import nn
 
 from javisdit.distributed.sequence_parallel import FrameShard, SequenceParallel
 from javisdit.models.layers.embeddings import CaptionEmbedder, PatchEmbed2D, sincos_1d
-from javisdit.models.stdit.blocks import (
-    CrossModalityBiAttentionBlock,
-    CrossSTDiT3Block,
-    FinalLayer,
-    modulate,
-    modulation,
-)
+from javisdit.models.stdit.blocks import CrossModalityBiAttentionBlock, CrossSTDiT3Block, FinalLayer
 from javisdit.models.stdit.config import VASTDiT3Config
 from javisdit.models.stdit.stdit3 import STDiT3, check_shape, zero_output_weights
 
@@ -291,14 +285,12 @@ class VASTDiT3(STDiT3):
         Takes ``forward``'s arguments; those the signal does not depend on (text, priors, masks) are
         ignored, and every frame is modulated with ``timestep``.
         """
+        dtype = self.x_embedder.proj.weight.dtype
+        t_mlp = self.t_block(self._embed_time(timestep, fps, x["audio"].shape[0], dtype))
         parts = []
         if x.get("video") is not None and self.has_video_blocks:
-            parts.append(super().cache_signal(x["video"], timestep, fps=fps, height=height, width=width))
-        dtype = self.x_embedder.proj.weight.dtype
+            parts.append(self._video_signal(x["video"], t_mlp, height, width))
         tokens, _ = self._audio_tokens(x["audio"].to(dtype))
-        t_mlp = self.t_block(self._embed_time(timestep, fps, tokens.shape[0], dtype))
-        block = self.audio_spatial_blocks[0]
-        shift, scale = modulation(block.scale_shift_table, t_mlp, 6)[:2]
-        parts.append(modulate(block.norm1(tokens), shift, scale))
+        parts.append(self.audio_spatial_blocks[0].attention_input(tokens, t_mlp))
         return torch.cat(parts, dim=1)
 

@@ -31,6 +31,12 @@ def test_rope_angles_follow_the_weight_dtype():
     torch.testing.assert_close(rope(x), x * angles.cos() + rotated * angles.sin(), rtol=0, atol=0)
 
 
+def test_rope_of_a_slice_at_its_offset_is_rope_of_the_whole_sequence():
+    rope = RotaryEmbedding(8)
+    x = torch.randn(2, 3, 6, 8)
+    torch.testing.assert_close(rope(x[..., 4:, :], start=4, length=6), rope(x)[..., 4:, :], rtol=0, atol=0)
+
+
 def test_sincos_2d_layout():
     # dim 8 -> 2 frequencies (1, 1/100); a 1 x 2 grid with scale 1 and base size 1: x = (0, 0.5), y = 0
     emb = sincos_2d(1, 2, 8, scale=1.0, base_size=1, dtype=torch.float32)
