@@ -213,7 +213,7 @@ def test_two_process_forward_equals_one_process(two_ranks, case):
 def test_communication_volume_is_counted(two_ranks):
     got = two_ranks[0]["forward"]["plain"]
     cfg = got["config"]
-    B, T, S, C, H = 1, 4, 5 * 6, cfg["hidden"], cfg["heads"]  # 9x11 latent -> 5x6 patches
+    B, T, S, C = 1, 4, 5 * 6, cfg["hidden"]  # 9x11 latent -> 5x6 patches
     tl, f32 = T // 2, 4
     # per depth: temporal attention's all-to-all of q, k, v and back (half of each leaves the rank), then
     # the all-gather of the video keys and values of the video-audio block (C/2 channels each)
