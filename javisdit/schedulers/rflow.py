@@ -12,6 +12,10 @@ the original's arithmetic (``shift_formula="upstream"``): its published outputs 
 ``transform_scale`` scales the shift of training timesteps only; sampling uses scale 1, as the original
 sampler did (JavisDiT++ trained with 5 and samples with 1: spec MODEL_V1.md §14.1, kept for parity).
 
+``foreground_weight`` > 0 (training, not in the original; default 0: the plain mean) weights the video
+loss towards what differs from the clip's background (see ``foreground_weights``): for small objects on
+flat backgrounds, whose attributes otherwise weigh little in the mean over the latent.
+
 Two sampling options trade accuracy for fewer denoiser calls; their defaults are the original sampler,
 bit for bit. ``cache_threshold`` > 0 reuses the last model output on steps where the model's input
 barely changed (``step_cache.StepCache``); ``timestep_spacing="cosine"`` places the steps for small
@@ -75,6 +79,20 @@ def upstream_timestep_transform(t: torch.Tensor, height: float, width: float, nu
 SHIFT_FORMULAS = {"latent_frames": timestep_transform, "upstream": upstream_timestep_transform}
 
 
+def foreground_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-element loss weights [B, 1, T, H, W] for clean video latents x0 [B, C, T, H, W]:
+    ``1 + strength·d / mean(d)``, where d is the L1 distance over channels of each latent pixel from the
+    clip's background (the per-channel median over the clip's T·H·W pixels) and the mean is the clip's.
+
+    A flat clip (d = 0 everywhere) gets weight 1. The weights depend on x0 only, never on the model.
+    """
+    x = x0.float()
+    background = x.flatten(2).median(dim=2).values[..., None, None, None]  # [B, C, 1, 1, 1]
+    d = (x - background).abs().sum(dim=1, keepdim=True)
+    mean = d.mean(dim=(2, 3, 4), keepdim=True)
+    return 1 + strength * torch.where(mean > 0, d / mean.clamp(min=1e-12), torch.zeros_like(d))
+
+
 def _frames_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """[B, T] -> broadcastable over a latent [B, C, T, ...]."""
     return mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (like.dim() - 3)))
@@ -85,10 +103,12 @@ class RFlow:
                  use_discrete_timesteps: bool = False, use_timestep_transform: bool = False,
                  sample_method: str = "uniform", loc: float = 0.0, scale: float = 1.0, transform_scale: float = 1.0,
                  shift_formula: str = "latent_frames", cache_threshold: float = 0.0,
-                 timestep_spacing: str = "linear"):
+                 timestep_spacing: str = "linear", foreground_weight: float = 0.0):
         """The arguments are the ``scheduler`` config keys; the two below change sampling only.
 
         Args:
+            foreground_weight: training: the video loss's weight ``1 + foreground_weight·d`` per latent
+                element (``foreground_weights``); 0 (default) is the original's plain mean.
             cache_threshold: step caching (sampling): the accumulated relative change of the model's
                 cache signal at which a step calls the denoiser again; 0 calls it at every step.
             timestep_spacing: where the sampling steps go before the shift: ``linear`` (the original)
@@ -104,6 +124,10 @@ class RFlow:
                 or not 0 <= cache_threshold < math.inf:
             raise ValueError(f"cache_threshold must be a finite number >= 0 (0 turns step caching off), "
                              f"got {cache_threshold!r}")
+        if isinstance(foreground_weight, bool) or not isinstance(foreground_weight, (int, float)) \
+                or not 0 <= foreground_weight < math.inf:
+            raise ValueError(f"foreground_weight must be a finite number >= 0 (0: the plain mean), got "
+                             f"{foreground_weight!r}")
         if timestep_spacing not in TIMESTEP_SPACINGS:
             raise ValueError(f"timestep_spacing must be one of {', '.join(TIMESTEP_SPACINGS)}, "
                              f"got {timestep_spacing!r}")
@@ -117,6 +141,7 @@ class RFlow:
         self.shift_formula = shift_formula
         self.cache_threshold = float(cache_threshold)
         self.timestep_spacing = timestep_spacing
+        self.foreground_weight = float(foreground_weight)
         # What the last ``sample`` did: per step, whether it called the denoiser; and the number of calls.
         self.last_computed: list[bool] = []
         self.last_calls = 0
@@ -183,12 +208,16 @@ class RFlow:
             v = x0[k]
             pred = out[k][:, : v.shape[1]].float()
             err = (pred - (v.float() - noise[k].float())).pow(2)
-            if masks is not None and k in masks:
-                m = _frames_mask(masks[k], v).float().expand_as(err)
-                losses[k] = (err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
-                # a fully clean sample contributes 0 (the original reported a constant 1 there)
-            else:
-                losses[k] = err.flatten(1).mean(1)
+            masked = masks is not None and k in masks
+            foreground = k == "video" and self.foreground_weight > 0
+            if not (masked or foreground):
+                losses[k] = err.flatten(1).mean(1)  # the original's plain mean
+                continue
+            weight = foreground_weights(v, self.foreground_weight) if foreground else torch.ones_like(err[:, :1])
+            if masked:  # a fully clean sample contributes 0 (the original reported a constant 1 there)
+                weight = weight * _frames_mask(masks[k], v).float()
+            weight = weight.expand_as(err)
+            losses[k] = (err * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp(min=1e-12)
         losses["loss"] = sum(losses[k] for k in (modalities or tuple(x0)))
         return losses
 

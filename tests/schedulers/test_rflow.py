@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from javisdit.registry import SCHEDULERS, build_module
-from javisdit.schedulers.rflow import RFlow, timestep_transform
+from javisdit.schedulers.rflow import RFlow, foreground_weights, timestep_transform
 
 
 def test_registered():
@@ -156,11 +156,49 @@ def test_training_loss_masks_conditioning_frames():
     assert all_clean["video"].item() == 0.0
 
 
+def test_foreground_weights_by_hand():
+    # one clip of 4 latent pixels, 2 channels: background (0, 0) three times, a "ball" at (2, -1) once
+    x0 = torch.zeros(1, 2, 1, 2, 2)
+    x0[0, :, 0, 1, 1] = torch.tensor([2.0, -1.0])
+    w = foreground_weights(x0, strength=4.0)
+    assert w.shape == (1, 1, 1, 2, 2)
+    # d = L1 distance from the per-channel median (0, 0): 0, 0, 0, 3; mean(d) = 0.75 -> 1 + 4·d/0.75
+    torch.testing.assert_close(w.flatten(), torch.tensor([1.0, 1.0, 1.0, 17.0]))
+    torch.testing.assert_close(foreground_weights(torch.full((1, 2, 1, 2, 2), 3.0), 4.0), torch.ones(1, 1, 1, 2, 2))
+
+
+def test_foreground_weighted_video_loss_by_hand():
+    x0 = torch.zeros(1, 1, 1, 1, 4)
+    x0[..., 3] = 1.0  # the one foreground pixel: d = (0, 0, 0, 1), mean 0.25 -> weights 1, 1, 1, 1 + 2·4 = 9
+    noise = torch.zeros_like(x0)
+    audio = torch.zeros(1, 1, 4, 1)
+
+    def model(x, timestep, **kw):  # squared errors 1, 0, 0, 4 on video (target x0 - noise = x0), 1 on audio
+        pred = torch.tensor([1.0, 0.0, 0.0, 3.0]).view(1, 1, 1, 1, 4)
+        return {"video": torch.cat([pred, pred], dim=1), "audio": torch.ones(1, 2, 4, 1)}
+
+    t = torch.tensor([500.0])
+    plain = RFlow().training_losses(model, {"video": x0, "audio": audio}, {}, t, noise={"video": noise, "audio": audio})
+    assert plain["video"].item() == pytest.approx(5 / 4)
+    weighted = RFlow(foreground_weight=2.0).training_losses(model, {"video": x0, "audio": audio}, {}, t,
+                                                            noise={"video": noise, "audio": audio})
+    assert weighted["video"].item() == pytest.approx((1 + 9 * 4) / 12)  # sum(w·err) / sum(w)
+    assert weighted["audio"].item() == plain["audio"].item() == 1.0  # audio keeps the plain mean
+    masked = RFlow(foreground_weight=2.0).training_losses(model, {"video": x0.expand(1, 1, 2, 1, 4).clone()}, {},
+                                                          t, noise={"video": noise.expand(1, 1, 2, 1, 4).clone()},
+                                                          masks={"video": torch.tensor([[True, False]])})
+    # two identical frames, d = (0,0,0,1) each: mean 0.25 over the clip -> the same weights; frame 1 is clean
+    assert masked["video"].item() == pytest.approx((1 + 9 * 4) / 12)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="sample_method must be 'uniform' or 'logit-normal'"):
         RFlow(sample_method="cosine")
     with pytest.raises(ValueError, match="num_sampling_steps must be >= 1"):
         RFlow(num_sampling_steps=0)
+    for bad in (-1.0, math.inf, True, "2"):
+        with pytest.raises(ValueError, match="foreground_weight must be a finite number >= 0"):
+            RFlow(foreground_weight=bad)
 
 
 def test_training_timesteps_in_range():

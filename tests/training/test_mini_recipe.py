@@ -32,6 +32,10 @@ def test_every_mini_config_is_read_by_its_script(name):
     check_config(cfg, mode)
     if cfg.get("model") and cfg.model.get("type") in ("VASTDiT3-XL/2", "STDiT3-XL/2"):
         assert (cfg.model.hidden_size, cfg.model.depth, cfg.model.caption_channels) == (128, 4, 64)
+    if mode == "train" and cfg.get("scheduler"):  # the diffusion stages weight the video loss towards the balls
+        from javisdit.registry import SCHEDULERS, build_module
+
+        assert build_module(cfg.scheduler, SCHEDULERS).foreground_weight == 20.0
     if mode == "inference":
         assert (cfg.resolution, cfg.num_frames, cfg.aspect_ratio) == ("64", 51, "1:1")
         assert cfg.model.from_pretrained == "./assets/javisdit-mini/model"
