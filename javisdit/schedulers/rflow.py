@@ -104,11 +104,11 @@ class RFlow:
                  sample_method: str = "uniform", loc: float = 0.0, scale: float = 1.0, transform_scale: float = 1.0,
                  shift_formula: str = "latent_frames", cache_threshold: float = 0.0,
                  timestep_spacing: str = "linear", foreground_weight: float = 0.0):
-        """The arguments are the ``scheduler`` config keys; the two below change sampling only.
+        """The arguments are the ``scheduler`` config keys; the three below are not in the original.
 
         Args:
-            foreground_weight: training: the video loss's weight ``1 + foreground_weight·d`` per latent
-                element (``foreground_weights``); 0 (default) is the original's plain mean.
+            foreground_weight: training: each latent pixel's weight in the video loss is
+                ``1 + foreground_weight·d/mean(d)`` (``foreground_weights``); 0 (default) is the plain mean.
             cache_threshold: step caching (sampling): the accumulated relative change of the model's
                 cache signal at which a step calls the denoiser again; 0 calls it at every step.
             timestep_spacing: where the sampling steps go before the shift: ``linear`` (the original)
