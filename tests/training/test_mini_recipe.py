@@ -31,7 +31,9 @@ def test_every_mini_config_is_read_by_its_script(name):
     cfg = parse_configs(mode, [str(REPO / "configs" / "mini" / name)])
     check_config(cfg, mode)
     if cfg.get("model") and cfg.model.get("type") in ("VASTDiT3-XL/2", "STDiT3-XL/2"):
+        # one size for the video branch and the joint model: stage 1 starts from the video branch's weights
         assert (cfg.model.hidden_size, cfg.model.depth, cfg.model.caption_channels) == (128, 4, 64)
+        assert tuple(cfg.model.patch_size) == (1, 2, 2)
     if mode == "train" and cfg.get("scheduler"):  # the diffusion stages weight the video loss towards the balls
         from javisdit.registry import SCHEDULERS, build_module
 

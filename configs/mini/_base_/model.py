@@ -10,7 +10,9 @@ model = dict(
     spatial_prior_len=32,
     temporal_prior_len=32,
     st_prior_channel=128,
-    patch_size=(1, 4, 4),  # a 64x64 clip's 8x8 latent frames as 2x2 tokens
+    # a 64x64 clip's 8x8 latent frames as 4x4 tokens. At (1,4,4) (2x2 tokens, 3x faster) the video branch drew
+    # the ball's colour in 0.54 of the frames on 40 training captions, here 0.73 (README, JavisDiT-mini)
+    patch_size=(1, 2, 2),
     audio_patch_size=(4, 1),
     enable_flash_attn=False,
     enable_layernorm_kernel=False,
