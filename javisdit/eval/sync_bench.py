@@ -25,12 +25,27 @@ from javisdit.eval.sync_detect import audio_onsets, burst_features, classify_bur
 logger = logging.getLogger(__name__)
 
 TOLERANCES_FRAMES = (1, 2)
-#: generated-clip conditions: row name -> (VASTDiT3.skip_sync, prior tokens replaced by the learned null prior)
-CONDITIONS: dict[str, tuple[frozenset[str], bool]] = {
-    "model": (frozenset(), False),
-    "model, null ST-prior": (frozenset(), True),
-    "model, no video-audio cross-attention": (frozenset({"va_cross"}), False),
-    "model, neither (stage-1 towers alone)": (frozenset({"va_cross", "st_prior"}), False),
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """How a row of generated clips is made: ``skip`` names the ``VASTDiT3.skip_sync`` modules left out,
+    ``null_prior`` replaces the prior tokens by the learned null prior, ``v2a`` generates only the sound, for
+    the data clip's own picture (X-conditional video-to-audio): does the sound follow a given picture?"""
+
+    skip: frozenset[str] = frozenset()
+    null_prior: bool = False
+    v2a: bool = False
+
+
+#: generated-clip conditions: row name -> how its clips are made
+CONDITIONS: dict[str, Setting] = {
+    "model": Setting(),
+    "model, null ST-prior": Setting(null_prior=True),
+    "model, no video-audio cross-attention": Setting(skip=frozenset({"va_cross"})),
+    "model, neither (stage-1 towers alone)": Setting(skip=frozenset({"va_cross", "st_prior"})),
+    "v2a: sound for the data clip's picture": Setting(v2a=True),
+    "v2a, no video-audio cross-attention": Setting(skip=frozenset({"va_cross"}), v2a=True),
 }
 ASYNC_SHIFT_FRAMES = (3, 12)  # a 2-frame shift would still count as in sync at ±2 frames
 
@@ -176,6 +191,7 @@ def generated_rows(cfg, csv: str | Path, num_clips: int, seed: int = 0, batch_si
     import torch
 
     from javisdit.eval.checkpoints import file_hash
+    from javisdit.inference.conditioning import generate_conditioned
     from javisdit.inference.media import to_uint8_frames, write_mp4
     from javisdit.inference.pipeline import build_models, generate, process_prompt
     from javisdit.models import geometry
@@ -198,15 +214,19 @@ def generated_rows(cfg, csv: str | Path, num_clips: int, seed: int = 0, batch_si
     results: dict = {}
     model_clips: list[tuple[np.ndarray, np.ndarray, dict]] = []
     for name in conditions:
-        skip, null_prior = CONDITIONS[name]
-        gen.model.skip_sync = skip
-        models = dataclasses.replace(gen, prior_encoder=_NullPrior(gen.model)) if null_prior else gen
+        setting = CONDITIONS[name]
+        gen.model.skip_sync = setting.skip
+        models = dataclasses.replace(gen, prior_encoder=_NullPrior(gen.model)) if setting.null_prior else gen
         rows = []
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
             texts = [process_prompt(r["text"], cfg) for r in batch]
-            generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(batch))]
-            video, audio = generate(models, texts, clip, fps, dtype, generators)
+            seeds = [seed + start + i for i in range(len(batch))]
+            if setting.v2a:
+                video, audio = generate_conditioned(models, texts, clip, fps, dtype, seeds, mode="v2a",
+                                                    video=[str(Path(csv).parent / r["path"]) for r in batch])
+            else:
+                video, audio = generate(models, texts, clip, fps, dtype, [torch.Generator().manual_seed(s) for s in seeds])
             for i, record in enumerate(batch):
                 frames, wave = to_uint8_frames(video[i]), audio[i].float().cpu().numpy()
                 score = clip_scores(frames, fps, wave, geometry.SAMPLE_RATE, record["colours"].split(),

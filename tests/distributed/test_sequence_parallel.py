@@ -91,6 +91,8 @@ CASES = {
     "x_mask": ({}, lambda: _conditioned(B=2, T=5)),
     "batch_2_short_caption": ({}, lambda: _inputs(B=2, T=6, short_caption=True)),
     "heads_not_divisible": (dict(hidden_size=48, num_heads=3), lambda: _inputs(B=1, T=5)),
+    "va_time_rope_and_window_odd_frames": (dict(va_cross_time_rope=True, va_cross_time_window=1.0),
+                                           lambda: _inputs(B=1, T=5)),
 }
 
 

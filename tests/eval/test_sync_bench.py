@@ -65,6 +65,10 @@ def test_generated_rows_score_every_condition(mini, tmp_path):
     assert protocol["seeds"] == "clip i: 5 + i" and protocol["captions"] == 2
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["sample_0000.mp4", "sample_0001.mp4"]
     assert (tmp_path / "model_null_ST-prior" / "sample_0001.mp4").is_file()
+    # v2a keeps the data clip's picture: both v2a rows score the same picture, only their sound differs
+    v2a, v2a_alone = results["v2a: sound for the data clip's picture"], results["v2a, no video-audio cross-attention"]
+    assert v2a["colour"] == v2a_alone["colour"] and v2a["clips"] == 2
+    assert (tmp_path / "v2a_sound_for_the_data_clips_picture" / "sample_0001.mp4").is_file()
     with pytest.raises(UserError, match="unknown condition"):
         generated_rows(cfg, mini["stage3_jav"], num_clips=1, conditions=["model, no T5"])
     with pytest.raises(UserError, match="no captions"):  # 6 clips hold no held-out one (every tenth is)

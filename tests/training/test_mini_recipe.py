@@ -34,10 +34,17 @@ def test_every_mini_config_is_read_by_its_script(name):
         # one size for the video branch and the joint model: stage 1 starts from the video branch's weights
         assert (cfg.model.hidden_size, cfg.model.depth, cfg.model.caption_channels) == (128, 4, 64)
         assert tuple(cfg.model.patch_size) == (1, 2, 2)
+        if cfg.model.type == "VASTDiT3-XL/2":  # the sync modules know the tokens' times
+            assert cfg.model.va_cross_time_rope is True and cfg.model.va_cross_time_window == 2.0
     if mode == "train" and cfg.get("scheduler"):  # the diffusion stages weight the video loss towards the balls
         from javisdit.registry import SCHEDULERS, build_module
 
         assert build_module(cfg.scheduler, SCHEDULERS).foreground_weight == 20.0
+    if name == "stage3_jav.py":  # mostly clean-picture samples: where the video-audio cross-attention learns
+        from javisdit.training.masks import VAMaskGenerator
+
+        assert cfg.mask_ratios["video_to_audio"] == 0.6 and sum(cfg.mask_ratios.values()) <= 1.0
+        VAMaskGenerator(cfg.mask_ratios)  # accepted as they are
     if mode == "inference":
         assert (cfg.resolution, cfg.num_frames, cfg.aspect_ratio) == ("64", 51, "1:1")
         assert cfg.model.from_pretrained == "./assets/javisdit-mini/model"

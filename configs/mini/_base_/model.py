@@ -14,6 +14,10 @@ model = dict(
     # the ball's colour in 0.54 of the frames on 40 training captions, here 0.73 (README, JavisDiT-mini)
     patch_size=(1, 2, 2),
     audio_patch_size=(4, 1),
+    # the video-audio cross-attention on one clock (not in v0.1; VASTDiT3Config): time RoPE, and each token
+    # sees the other tower's tokens within 2 latent frames (167 ms)
+    va_cross_time_rope=True,
+    va_cross_time_window=2.0,
     enable_flash_attn=False,
     enable_layernorm_kernel=False,
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from javisdit.models.layers.norms import RMSNorm
-from javisdit.models.layers.rope import RotaryEmbedding
+from javisdit.models.layers.rope import RotaryEmbedding, apply_rope_pairs, rope_angles_1d
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +162,31 @@ class CrossAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
+@dataclass(frozen=True)
+class TokenTimes:
+    """Where the tokens of a ``BiCrossAttention`` sit on one clock, and what the attention makes of it.
+
+    ``m1``: [L1] times of the modality-1 tokens this process holds; ``m1_all``: [L1'] those of all of them
+    (the same tensor without sequence parallelism); ``m2``: [L2] those of modality 2. ``rope``: rotate the
+    queries and keys by their times (RoPE, ``rope_angles_1d``), so that the shared similarity depends on
+    the relative time. ``window``: a token attends only to the other set's tokens at most this far away.
+    """
+
+    m1: torch.Tensor
+    m1_all: torch.Tensor
+    m2: torch.Tensor
+    rope: bool = False
+    window: float | None = None
+
+    def masks(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Who may attend to whom: ([L1, L2] for the modality-1 queries, [L2, L1'] for modality 2), or
+        (None, None) without a window."""
+        if self.window is None:
+            return None, None
+        return ((self.m1[:, None] - self.m2[None]).abs() <= self.window,
+                (self.m2[:, None] - self.m1_all[None]).abs() <= self.window)
+
+
 class BiCrossAttention(nn.Module):
     """Bidirectional cross-attention between two token sets that share one similarity matrix.
 
@@ -195,17 +221,24 @@ class BiCrossAttention(nn.Module):
         return x.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim)
 
     def forward(self, m1: torch.Tensor, m2: torch.Tensor,
-                gather_m1: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                gather_m1: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                times: TokenTimes | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """m1: [B, L1, C1], m2: [B, L2, C2] -> updates of the same shapes.
 
         ``gather_m1`` (sequence parallelism): m1 is one shard of modality 1's tokens, and this maps its
         projections [..., L1_shard, E] to those of all its tokens [..., L1, E] (along dim -2), so that
         modality 2's update sees every token of modality 1.
+        ``times``: the tokens' times, used as it says (RoPE, a window); None: every token of one set sees
+        every token of the other alike (the original).
         """
         q1, k2 = self._heads(self.m1_proj(m1)), self._heads(self.m2_proj(m2))
+        if times is not None and times.rope:
+            q1 = apply_rope_pairs(q1, rope_angles_1d(times.m1, self.head_dim))
+            k2 = apply_rope_pairs(k2, rope_angles_1d(times.m2, self.head_dim))
+        mask1, mask2 = times.masks() if times is not None else (None, None)
         v1, v2 = self._heads(self.values_m1_proj(m1)), self._heads(self.values_m2_proj(m2))
-        out1 = attention(q1, k2, v2)
+        out1 = attention(q1, k2, v2, mask1)
         if gather_m1 is not None:
             q1, v1 = gather_m1(torch.stack((q1, v1))).unbind(0)
-        out2 = attention(k2, q1, v1)
+        out2 = attention(k2, q1, v1, mask2)
         return self.out_m1_proj(self._merge(out1)), self.out_m2_proj(self._merge(out2))

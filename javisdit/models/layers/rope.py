@@ -58,6 +58,12 @@ class RotaryEmbedding(nn.Module):
         return x * cos + swapped * signed_sin
 
 
+def rope_angles_1d(positions: torch.Tensor, head_dim: int, theta: float = 10000.0) -> torch.Tensor:
+    """Rotation angles [L, head_dim / 2] of tokens at ``positions`` [L] (fractional positions allowed), in
+    the positions' dtype; ``apply_rope_pairs`` rotates by them."""
+    return positions[:, None] * rope_frequencies(head_dim, theta).to(positions)[None]
+
+
 # ----- 3-axis RoPE (JavisDiT++ / Wan2.1) ------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from javisdit.distributed.sequence_parallel import FrameShard, temporal_attention, token_gatherer
-from javisdit.models.layers.attention import BiCrossAttention, CrossAttention, SelfAttention
+from javisdit.models.layers.attention import BiCrossAttention, CrossAttention, SelfAttention, TokenTimes
 from javisdit.models.layers.fused import modulate, residual_add
 from javisdit.models.layers.mlp import Mlp
 from javisdit.models.layers.norms import make_layer_norm
@@ -155,11 +155,13 @@ class CrossModalityBiAttentionBlock(nn.Module):
         self.gamma_m1 = nn.Parameter(torch.zeros(video_dim))
         self.gamma_m2 = nn.Parameter(torch.zeros(audio_dim))
 
-    def forward(self, vx: torch.Tensor, ax: torch.Tensor, shard: FrameShard | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, vx: torch.Tensor, ax: torch.Tensor, shard: FrameShard | None = None,
+                times: TokenTimes | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """vx: [B, Lv, C], ax: [B, La, C] -> the same shapes. With ``shard`` (sequence parallelism) vx is
-        this rank's frames; the audio update still sees every video token (the same on every rank)."""
-        dv, da = self.cross_attn(self.attn_norm_m1(vx), self.attn_norm_m2(ax), gather_m1=token_gatherer(shard))
+        this rank's frames; the audio update still sees every video token (the same on every rank).
+        ``times``: the tokens' times (``VASTDiT3Config.va_cross_time_rope`` / ``va_cross_time_window``)."""
+        dv, da = self.cross_attn(self.attn_norm_m1(vx), self.attn_norm_m2(ax), gather_m1=token_gatherer(shard),
+                                 times=times)
         return residual_add(vx, dv, self.gamma_m1), residual_add(ax, da, self.gamma_m2)
 
 

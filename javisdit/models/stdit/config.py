@@ -67,6 +67,12 @@ class VASTDiT3Config(STDiT3Config):
     ``train_st_prior_attn`` / ``train_va_cross_attn`` keep the ST-prior and video-audio modules.
     ``prior_attn_batch_union`` lets each sample attend to the prior tokens of the whole batch, as the
     original did; the published weights were trained that way, so it is the default.
+    Two options of the video-audio cross-attention, not in v0.1 (off for its weights; they add no weights).
+    The original's towers carry no absolute time, so there a sound cannot find its frame by position. Both
+    place the tokens on one clock in video latent frames (audio time patches spread evenly over the same
+    span): ``va_cross_time_rope`` rotates queries and keys by their times, as JavisDiT++'s TA-RoPE does in
+    its joint attention; ``va_cross_time_window`` lets a token see only the other tower's tokens within
+    that many frames (at least up to the nearest one).
     """
 
     audio_in_channels: int = 8
@@ -80,6 +86,8 @@ class VASTDiT3Config(STDiT3Config):
     train_st_prior_attn: bool = True
     train_va_cross_attn: bool = True
     prior_attn_batch_union: bool = True
+    va_cross_time_rope: bool = False
+    va_cross_time_window: float | None = None
 
     @property
     def audio_out_channels(self) -> int:

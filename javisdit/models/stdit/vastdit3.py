@@ -19,6 +19,7 @@ from torch import nn
 
 from javisdit.distributed.sequence_parallel import FrameShard, SequenceParallel
 from javisdit.models.layers.embeddings import CaptionEmbedder, PatchEmbed2D, sincos_1d
+from javisdit.models.layers.attention import TokenTimes
 from javisdit.models.stdit.blocks import CrossModalityBiAttentionBlock, CrossSTDiT3Block, FinalLayer
 from javisdit.models.stdit.config import VASTDiT3Config
 from javisdit.models.stdit.stdit3 import STDiT3, check_shape, zero_output_weights
@@ -237,6 +238,9 @@ class VASTDiT3(STDiT3):
             shard, v_tokens, vx_mask = self._shard_video(v_tokens, T, x_mask)
             Tv = shard.local
 
+        va_times = None
+        if run_video and self.has_va_cross and (cfg.va_cross_time_rope or cfg.va_cross_time_window is not None):
+            va_times = self._va_token_times(T, THW[1] * THW[2], RM, shard, a_tokens.device)
         # Block order per depth: V-spatial, V-temporal, A-spatial, A-temporal, V-prior, A-prior, V<->A.
         for i in range(cfg.depth):
             if run_video:
@@ -254,7 +258,8 @@ class VASTDiT3(STDiT3):
                 a_tokens = self._run(self.audio_st_prior_blocks[i], a_tokens, sp, tp, t_st, R, ax_mask, t0_st,
                                      batch_union=union)
             if self.has_va_cross and run_video and "va_cross" not in self.skip_sync:
-                v_tokens, a_tokens = self._run(self.va_cross_blocks[i], v_tokens, a_tokens, shard=shard)
+                v_tokens, a_tokens = self._run(self.va_cross_blocks[i], v_tokens, a_tokens, shard=shard,
+                                               times=va_times)
 
         out = {"audio": self._unpatchify_audio(self.audio_final_layer(a_tokens, t, R, ax_mask, t0), RM).float()}
         if has_video:
@@ -263,6 +268,22 @@ class VASTDiT3(STDiT3):
                 video = shard.gather(video, dim=1)  # [B, T·S, p·Cout] on every rank
             out["video"] = self._unpatchify_video(video, THW, tuple(vx.shape[-3:])).float()
         return out
+
+    def _va_token_times(self, T: int, S: int, RM: tuple[int, int], shard: FrameShard | None,
+                        device: torch.device) -> TokenTimes:
+        """The video and audio tokens on one clock in video latent frames, for the video-audio
+        cross-attention: frame t sits at t, audio time patch r at the centre of its share of the T frames,
+        ``(r + 1/2)·T/R - 1/2``. The window is widened where needed so that every token sees at least the
+        other tower's nearest one (half the wider of the two spacings)."""
+        cfg, (R, M) = self.config, RM
+        video = torch.arange(T, device=device, dtype=torch.float32).repeat_interleave(S)
+        local = video if shard is None else \
+            torch.arange(shard.start, shard.start + shard.local, device=device, dtype=torch.float32).repeat_interleave(S)
+        audio = ((torch.arange(R, device=device, dtype=torch.float32) + 0.5) * (T / R) - 0.5).repeat_interleave(M)
+        window = cfg.va_cross_time_window
+        if window is not None:
+            window = max(float(window), 0.5 * max(1.0, T / R))
+        return TokenTimes(local, video, audio, rope=cfg.va_cross_time_rope, window=window)
 
     def _shard_video(self, tokens: torch.Tensor, T: int, x_mask: torch.Tensor | None
                      ) -> tuple[FrameShard, torch.Tensor, torch.Tensor | None]:

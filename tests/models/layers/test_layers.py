@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from javisdit.models.layers.attention import CrossAttention, attention
+from javisdit.models.layers.attention import BiCrossAttention, CrossAttention, TokenTimes, attention
 from javisdit.models.layers.embeddings import sincos_1d, sincos_2d, timestep_embedding
 from javisdit.models.layers.norms import RMSNorm
-from javisdit.models.layers.rope import RotaryEmbedding
+from javisdit.models.layers.rope import RotaryEmbedding, rope_angles_1d
 
 
 def test_rope_rotates_interleaved_pairs():
@@ -101,3 +101,55 @@ def test_batch_shared_keys_equal_concatenated_conditions():
     shared = layer(x, cond, share_across_batch=True)
     both = torch.cat([cond[0], cond[1]])[None].expand(2, -1, -1)
     torch.testing.assert_close(shared, layer(x, both))
+
+
+def _time_probe(times=None, frames: int = 8, sharpness: float = 5.0) -> torch.Tensor:
+    """Audio tokens with identical content attending to video frames with identical content: the audio
+    update reads back the (attention-weighted) frame index. -> [frames] one value per audio token."""
+    attn = BiCrossAttention(4, 4, embed_dim=32, num_heads=1)
+    with torch.no_grad():
+        for layer in (attn.m1_proj, attn.m2_proj, attn.values_m1_proj, attn.out_m2_proj):
+            layer.weight.zero_()
+        attn.m1_proj.weight[:, 0] = sharpness  # query/key from channel 0 (1 everywhere): equal content
+        attn.m2_proj.weight[:, 0] = sharpness
+        attn.values_m1_proj.weight[0, 1] = 1.0  # the video value is the frame index in channel 1
+        attn.out_m2_proj.weight[0, 0] = 1.0
+    t = torch.arange(frames, dtype=torch.float32)
+    video = torch.stack([torch.ones(frames), t, torch.zeros(frames), torch.zeros(frames)], dim=-1)[None]
+    audio = torch.stack([torch.ones(frames)] + [torch.zeros(frames)] * 3, dim=-1)[None]
+    with torch.no_grad():
+        return attn(video, audio, times=times)[1][0, :, 0]
+
+
+def _times(video: torch.Tensor, audio: torch.Tensor, **how) -> TokenTimes:
+    return TokenTimes(video, video, audio, **how)
+
+
+def test_bi_cross_attention_time_rope_finds_the_frame_at_the_same_time():
+    t = torch.arange(8, dtype=torch.float32)
+    torch.testing.assert_close(_time_probe(_times(t, t, rope=True)), t, atol=0.1, rtol=0)
+    # without positions every frame looks alike: the mean frame for every sound
+    torch.testing.assert_close(_time_probe(None), torch.full((8,), 3.5))
+    torch.testing.assert_close(_time_probe(_times(t, t)), torch.full((8,), 3.5))  # times given, neither used
+    # only relative time counts: both clocks shifted by 2.5 frames give the same result
+    torch.testing.assert_close(_time_probe(_times(t + 2.5, t + 2.5, rope=True)), _time_probe(_times(t, t, rope=True)),
+                               atol=1e-5, rtol=0)
+    # the audio clock one frame ahead: each sound finds the next frame (the last has none)
+    torch.testing.assert_close(_time_probe(_times(t, t + 1, rope=True))[:-1], t[1:], atol=0.1, rtol=0)
+
+
+def test_bi_cross_attention_time_window_sees_only_near_frames():
+    t = torch.arange(8, dtype=torch.float32)
+    # equal content: the mean of the frames within one frame of each sound
+    expected = torch.tensor([0.5, 1, 2, 3, 4, 5, 6, 6.5])
+    torch.testing.assert_close(_time_probe(_times(t, t, window=1.0)), expected)
+    masks = _times(t[:3], t[:2] * 2, window=1.0).masks()
+    assert masks[0].tolist() == [[True, False], [True, True], [False, True]]  # [video, audio]
+    assert masks[1].tolist() == [[True, True, False], [False, True, True]]  # [audio, video]
+    assert _times(t, t).masks() == (None, None)
+
+
+def test_rope_angles_1d_are_position_times_frequency():
+    angles = rope_angles_1d(torch.tensor([0.0, 1.0, 2.5]), 8)
+    torch.testing.assert_close(angles[2], 2.5 * torch.tensor([1.0, 0.1, 0.01, 0.001]))
+    assert angles.shape == (3, 4) and not angles[0].any()

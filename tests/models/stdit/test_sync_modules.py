@@ -1,5 +1,6 @@
 """The synchronisation modules: exact no-ops at initialisation, and the batch-union prior attention."""
 
+import pytest
 import torch
 
 from conftest import TINY_VA, randomise_sync_modules, take_sample
@@ -119,3 +120,30 @@ def test_skip_sync_equals_a_model_without_those_modules(tiny_inputs):
             assert not torch.allclose(ablated[key], full[key])
     joint.skip_sync = frozenset()
     torch.testing.assert_close(joint(**inputs)["audio"], full["audio"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("option", [dict(va_cross_time_rope=True), dict(va_cross_time_window=1.0)])
+def test_va_time_options_share_the_weights_and_change_only_the_va_block(tiny_inputs, option):
+    torch.manual_seed(0)
+    plain = build_module(TINY_VA, MODELS).eval()
+    timed = build_module(dict(TINY_VA, **option), MODELS).eval()
+    randomise_sync_modules(plain)
+    timed.load_state_dict(plain.state_dict(), strict=True)  # no new weights: v0.1 checkpoints load either way
+    inputs = tiny_inputs(T=5, Ta=8)
+    with torch.no_grad():
+        a, b = plain(**inputs), timed(**inputs)
+        timed.skip_sync = plain.skip_sync = frozenset({"va_cross"})
+        c, d = timed(**inputs), plain(**inputs)
+    assert (a["audio"] - b["audio"]).abs().max() > 1e-3 and (a["video"] - b["video"]).abs().max() > 1e-3
+    torch.testing.assert_close(c["audio"], d["audio"], rtol=0, atol=0)  # only the video-audio block changes
+
+
+def test_va_token_times_put_both_towers_on_one_clock():
+    model = build_module(dict(TINY_VA, va_cross_time_rope=True, va_cross_time_window=0.1), MODELS)
+    # 4 frames of 6 tokens, 8 audio time patches of 16 mel tokens: patches 2k and 2k+1 straddle frame k
+    times = model._va_token_times(4, 6, (8, 16), None, torch.device("cpu"))
+    assert times.m1 is times.m1_all and times.m1.tolist() == [float(k) for k in range(4) for _ in range(6)]
+    torch.testing.assert_close(times.m2[::16], torch.arange(8.0) / 2 - 0.25)
+    assert times.rope and times.window == 0.5  # widened: each frame sees at least its nearest patches
+    # 8 frames, 2 patches (4 frames each): the window reaches half a patch
+    assert model._va_token_times(8, 1, (2, 1), None, torch.device("cpu")).window == 2.0
