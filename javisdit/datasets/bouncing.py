@@ -278,9 +278,9 @@ def parse_impacts(cell: str) -> list[np.ndarray]:
 
 
 def _make_clip(job: tuple) -> dict:
-    index, out, seconds, fps, height, width, seed = job
+    index, out, seconds, fps, height, width, seed, *forced = job
     rng = np.random.default_rng([seed, index])
-    heldout = index % HELDOUT_EVERY == HELDOUT_EVERY - 1
+    heldout = forced[0] if forced else index % HELDOUT_EVERY == HELDOUT_EVERY - 1
     T = num_frames(seconds, fps)
     duration = T / fps
     attributes = sample_attributes(rng, duration, heldout=heldout)
@@ -305,6 +305,34 @@ def _make_clip(job: tuple) -> dict:
                 materials=" ".join(attributes["materials"]), count=attributes["count"], size=attributes["size"],
                 speed=attributes["speed"], background=attributes["background"], seed=seed,
                 unpaired_audio_path=negative, heldout=heldout)
+
+
+def make_unseen_clips(out_dir: str | Path, first_index: int, num_clips: int, seconds: float = 2.0, fps: int = 24,
+                      height: int = 64, width: int = 64, seed: int = 0, workers: int = 1) -> Path:
+    """Write ``num_clips`` clips numbered from ``first_index`` whose balls are all of (colour, material) pairs
+    that training sees, and ``unseen.csv`` listing them (the columns of ``heldout.csv``). Numbered from the
+    data set's ``num_clips`` on, they are never trained on: the in-distribution test set beside the novel
+    pairs of ``heldout.csv``. Returns the CSV's path."""
+    if num_clips < 1:
+        raise ConfigError(f"--unseen must be at least 1, got {num_clips}")
+    if first_index < 0:
+        raise ConfigError(f"the first unseen clip index must be >= 0, got {first_index}")
+    check_settings(num_clips, seconds, fps, height, width, workers)
+    out = Path(out_dir)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    (out / "audios").mkdir(exist_ok=True)
+    jobs = [(i, out, seconds, fps, height, width, seed, False) for i in range(first_index, first_index + num_clips)]
+    if workers == 1:
+        rows = [_make_clip(job) for job in jobs]
+    else:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(workers) as pool:
+            rows = list(pool.imap(_make_clip, jobs, chunksize=8))
+    table = pd.DataFrame(rows).drop(columns=["heldout", "unpaired_audio_path"])
+    path = out / "unseen.csv"
+    table.to_csv(path, index=False)
+    logger.info("%d unseen clips of seen (colour, material) pairs in %s", len(table), path)
+    return path
 
 
 def check_settings(num_clips: int, seconds: float, fps: int, height: int, width: int, workers: int) -> None:

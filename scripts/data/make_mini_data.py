@@ -2,7 +2,7 @@
 CSVs for every training stage plus a held-out set (schema: data/mini.md).
 
     python scripts/data/make_mini_data.py OUT_DIR [--num-clips 3000] [--seconds 2] [--size 64 64] [--fps 24]
-        [--seed 0] [--workers 2]
+        [--seed 0] [--workers 2] [--unseen 0]
 
 The same flags write byte-identical files, whatever --workers. Height and width must be multiples of 8.
 """
@@ -10,7 +10,7 @@ The same flags write byte-identical files, whatever --workers. Height and width 
 import argparse
 import sys
 
-from javisdit.datasets.bouncing import make_mini_dataset
+from javisdit.datasets.bouncing import make_mini_dataset, make_unseen_clips
 from javisdit.errors import UserError
 from javisdit.utils.logging import setup_logging
 
@@ -25,11 +25,17 @@ def main() -> int:
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes writing clips")
+    parser.add_argument("--unseen", type=int, default=0, metavar="N",
+                        help="also N test clips past the data set (numbered from --num-clips, never trained on) "
+                             "whose balls are all of seen (colour, material) pairs: unseen.csv")
     args = parser.parse_args()
     setup_logging()
     try:
         paths = make_mini_dataset(args.out_dir, args.num_clips, args.seconds, args.fps, *args.size, seed=args.seed,
                                   workers=args.workers)
+        if args.unseen:
+            paths["unseen"] = make_unseen_clips(args.out_dir, args.num_clips, args.unseen, args.seconds, args.fps,
+                                                *args.size, seed=args.seed, workers=args.workers)
     except UserError as err:
         sys.stderr.write(f"error: {err}\n")
         return 2

@@ -241,13 +241,16 @@ def test_bad_settings_are_one_line_errors(tmp_path):
                             (dict(fps=0), "--fps"), (dict(workers=0), "--workers")):
         with pytest.raises(ConfigError, match=message):
             make_mini_dataset(tmp_path, **{"num_clips": 1, **kwargs})
+    with pytest.raises(ConfigError, match="--unseen must be at least 1, got -2"):
+        bouncing.make_unseen_clips(tmp_path, 10, -2)
     assert not (tmp_path / "videos").exists()
 
 
 def test_script_writes_n_clips_with_a_heldout_split(run_script, four_clips, tmp_path):
-    result = run_script("data/make_mini_data.py", str(tmp_path), "--num-clips", "10", "--workers", "2")
+    result = run_script("data/make_mini_data.py", str(tmp_path), "--num-clips", "10", "--workers", "2",
+                        "--unseen", "10")
     assert result.returncode == 0, result.stderr
-    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 10
+    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 20
     train = pd.read_csv(tmp_path / "stage3_jav.csv", keep_default_na=False)
     heldout = pd.read_csv(tmp_path / "heldout.csv", keep_default_na=False)
     assert list(heldout["id"]) == ["clip_00009"] and len(train) == 9
@@ -256,6 +259,10 @@ def test_script_writes_n_clips_with_a_heldout_split(run_script, four_clips, tmp_
         return {p for c, m in zip(table["colours"], table["materials"]) for p in zip(c.split(), m.split())}
 
     assert pairs(heldout) & HELDOUT_PAIRS
+    # the unseen test clips come after the data set, all of seen pairs (clip 19 too, a held-out slot)
+    unseen = pd.read_csv(tmp_path / "unseen.csv", keep_default_na=False)
+    assert list(unseen["id"]) == [f"clip_{i:05d}" for i in range(10, 20)] and "unseen:" in result.stdout
+    assert not pairs(unseen) & HELDOUT_PAIRS and list(unseen.columns) == list(heldout.columns)
     for name in bouncing.TRAINING_CSVS:
         assert not pairs(pd.read_csv(tmp_path / f"{name}.csv", keep_default_na=False)) & HELDOUT_PAIRS, name
     # clip i depends on (seed, i) only: two workers write the first four clips as one worker did
