@@ -307,6 +307,16 @@ def _make_clip(job: tuple) -> dict:
                 unpaired_audio_path=negative, heldout=heldout)
 
 
+def _make_clips(jobs: list[tuple], workers: int) -> list[dict]:
+    """``_make_clip`` of every job, in order, on ``workers`` processes."""
+    if workers == 1:
+        return [_make_clip(job) for job in jobs]
+    # fork where there is one (workers run numpy and PyAV only); spawn re-imports torch per worker
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with multiprocessing.get_context(method).Pool(workers) as pool:
+        return list(pool.imap(_make_clip, jobs, chunksize=8))
+
+
 def make_unseen_clips(out_dir: str | Path, first_index: int, num_clips: int, seconds: float = 2.0, fps: int = 24,
                       height: int = 64, width: int = 64, seed: int = 0, workers: int = 1) -> Path:
     """Write ``num_clips`` clips numbered from ``first_index`` whose balls are all of (colour, material) pairs
@@ -322,13 +332,7 @@ def make_unseen_clips(out_dir: str | Path, first_index: int, num_clips: int, sec
     (out / "videos").mkdir(parents=True, exist_ok=True)
     (out / "audios").mkdir(exist_ok=True)
     jobs = [(i, out, seconds, fps, height, width, seed, False) for i in range(first_index, first_index + num_clips)]
-    if workers == 1:
-        rows = [_make_clip(job) for job in jobs]
-    else:
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(workers) as pool:
-            rows = list(pool.imap(_make_clip, jobs, chunksize=8))
-    table = pd.DataFrame(rows).drop(columns=["heldout", "unpaired_audio_path"])
+    table = pd.DataFrame(_make_clips(jobs, workers)).drop(columns=["heldout", "unpaired_audio_path"])
     path = out / "unseen.csv"
     table.to_csv(path, index=False)
     logger.info("%d unseen clips of seen (colour, material) pairs in %s", len(table), path)
@@ -360,12 +364,7 @@ def make_mini_dataset(out_dir: str | Path, num_clips: int = 3000, seconds: float
     (out / "audios").mkdir(exist_ok=True)
     jobs = [(i, out, seconds, fps, height, width, seed) for i in range(num_clips)]
     start = time.perf_counter()
-    if workers == 1:
-        rows = [_make_clip(job) for job in jobs]
-    else:  # fork where there is one (workers run numpy and PyAV only); spawn re-imports torch per worker
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(workers) as pool:
-            rows = list(pool.imap(_make_clip, jobs, chunksize=8))
+    rows = _make_clips(jobs, workers)
     elapsed = time.perf_counter() - start
     logger.info("%d clips in %.1f s (%.3f s a clip, %d worker(s))", num_clips, elapsed, elapsed / num_clips, workers)
     table = pd.DataFrame(rows)

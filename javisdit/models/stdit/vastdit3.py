@@ -277,8 +277,10 @@ class VASTDiT3(STDiT3):
         other tower's nearest one (half the wider of the two spacings)."""
         cfg, (R, M) = self.config, RM
         video = torch.arange(T, device=device, dtype=torch.float32).repeat_interleave(S)
-        local = video if shard is None else \
-            torch.arange(shard.start, shard.start + shard.local, device=device, dtype=torch.float32).repeat_interleave(S)
+        local = video
+        if shard is not None:  # padding frames (dropped later) take the last frame's time: no empty window
+            frames = torch.arange(shard.start, shard.start + shard.local, device=device, dtype=torch.float32)
+            local = frames.clamp(max=T - 1).repeat_interleave(S)
         audio = ((torch.arange(R, device=device, dtype=torch.float32) + 0.5) * (T / R) - 0.5).repeat_interleave(M)
         window = cfg.va_cross_time_window
         if window is not None:
