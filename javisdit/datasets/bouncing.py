@@ -278,9 +278,10 @@ def parse_impacts(cell: str) -> list[np.ndarray]:
 
 
 def _make_clip(job: tuple) -> dict:
-    index, out, seconds, fps, height, width, seed, *forced = job
+    index, out, seconds, fps, height, width, seed, heldout = job  # heldout None: every tenth clip
     rng = np.random.default_rng([seed, index])
-    heldout = forced[0] if forced else index % HELDOUT_EVERY == HELDOUT_EVERY - 1
+    if heldout is None:
+        heldout = index % HELDOUT_EVERY == HELDOUT_EVERY - 1
     T = num_frames(seconds, fps)
     duration = T / fps
     attributes = sample_attributes(rng, duration, heldout=heldout)
@@ -362,7 +363,7 @@ def make_mini_dataset(out_dir: str | Path, num_clips: int = 3000, seconds: float
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     (out / "audios").mkdir(exist_ok=True)
-    jobs = [(i, out, seconds, fps, height, width, seed) for i in range(num_clips)]
+    jobs = [(i, out, seconds, fps, height, width, seed, None) for i in range(num_clips)]
     start = time.perf_counter()
     rows = _make_clips(jobs, workers)
     elapsed = time.perf_counter() - start

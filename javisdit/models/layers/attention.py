@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -164,20 +164,31 @@ class CrossAttention(nn.Module):
 
 @dataclass(frozen=True)
 class TokenTimes:
-    """Where the tokens of a ``BiCrossAttention`` sit on one clock, and what the attention makes of it.
+    """Where the tokens of a ``BiCrossAttention`` sit on one clock, and what the attention makes of it; built
+    once per forward and shared by every block, which reuse its angles and masks.
 
     ``m1``: [L1] times of the modality-1 tokens this process holds; ``m1_all``: [L1'] those of all of them
-    (the same tensor without sequence parallelism); ``m2``: [L2] those of modality 2. ``rope``: rotate the
-    queries and keys by their times (RoPE, ``rope_angles_1d``), so that the shared similarity depends on
-    the relative time. ``window``: a token attends only to the other set's tokens at most this far away.
+    (the same tensor without sequence parallelism); ``m2``: [L2] those of modality 2; ``head_dim``: the
+    attention's. ``rope``: rotate the queries and keys by their times (RoPE, ``rope_angles_1d``), so that
+    the shared similarity depends on the relative time. ``window``: a token attends only to the other set's
+    tokens at most this far away.
     """
 
     m1: torch.Tensor
     m1_all: torch.Tensor
     m2: torch.Tensor
+    head_dim: int
     rope: bool = False
     window: float | None = None
 
+    @cached_property
+    def angles(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """RoPE angles ([L1, D/2], [L2, D/2]), or None without ``rope``."""
+        if not self.rope:
+            return None
+        return rope_angles_1d(self.m1, self.head_dim), rope_angles_1d(self.m2, self.head_dim)
+
+    @cached_property
     def masks(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Who may attend to whom: ([L1, L2] for the modality-1 queries, [L2, L1'] for modality 2), or
         (None, None) without a window."""
@@ -232,10 +243,9 @@ class BiCrossAttention(nn.Module):
         every token of the other alike (the original).
         """
         q1, k2 = self._heads(self.m1_proj(m1)), self._heads(self.m2_proj(m2))
-        if times is not None and times.rope:
-            q1 = apply_rope_pairs(q1, rope_angles_1d(times.m1, self.head_dim))
-            k2 = apply_rope_pairs(k2, rope_angles_1d(times.m2, self.head_dim))
-        mask1, mask2 = times.masks() if times is not None else (None, None)
+        if times is not None and times.angles is not None:
+            q1, k2 = apply_rope_pairs(q1, times.angles[0]), apply_rope_pairs(k2, times.angles[1])
+        mask1, mask2 = times.masks if times is not None else (None, None)
         v1, v2 = self._heads(self.values_m1_proj(m1)), self._heads(self.values_m2_proj(m2))
         out1 = attention(q1, k2, v2, mask1)
         if gather_m1 is not None:

@@ -285,7 +285,8 @@ class VASTDiT3(STDiT3):
         window = cfg.va_cross_time_window
         if window is not None:
             window = max(float(window), 0.5 * max(1.0, T / R))
-        return TokenTimes(local, video, audio, rope=cfg.va_cross_time_rope, window=window)
+        return TokenTimes(local, video, audio, self.va_cross_blocks[0].cross_attn.head_dim,
+                          rope=cfg.va_cross_time_rope, window=window)
 
     def _shard_video(self, tokens: torch.Tensor, T: int, x_mask: torch.Tensor | None
                      ) -> tuple[FrameShard, torch.Tensor, torch.Tensor | None]:

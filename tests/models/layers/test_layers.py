@@ -122,7 +122,7 @@ def _time_probe(times=None, frames: int = 8, sharpness: float = 5.0) -> torch.Te
 
 
 def _times(video: torch.Tensor, audio: torch.Tensor, **how) -> TokenTimes:
-    return TokenTimes(video, video, audio, **how)
+    return TokenTimes(video, video, audio, 32, **how)
 
 
 def test_bi_cross_attention_time_rope_finds_the_frame_at_the_same_time():
@@ -143,10 +143,10 @@ def test_bi_cross_attention_time_window_sees_only_near_frames():
     # equal content: the mean of the frames within one frame of each sound
     expected = torch.tensor([0.5, 1, 2, 3, 4, 5, 6, 6.5])
     torch.testing.assert_close(_time_probe(_times(t, t, window=1.0)), expected)
-    masks = _times(t[:3], t[:2] * 2, window=1.0).masks()
+    masks = _times(t[:3], t[:2] * 2, window=1.0).masks
     assert masks[0].tolist() == [[True, False], [True, True], [False, True]]  # [video, audio]
     assert masks[1].tolist() == [[True, True, False], [False, True, True]]  # [audio, video]
-    assert _times(t, t).masks() == (None, None)
+    assert _times(t, t).masks == (None, None) and _times(t, t).angles is None
 
 
 def test_rope_angles_1d_are_position_times_frequency():

@@ -145,5 +145,6 @@ def test_va_token_times_put_both_towers_on_one_clock():
     assert times.m1 is times.m1_all and times.m1.tolist() == [float(k) for k in range(4) for _ in range(6)]
     torch.testing.assert_close(times.m2[::16], torch.arange(8.0) / 2 - 0.25)
     assert times.rope and times.window == 0.5  # widened: each frame sees at least its nearest patches
+    assert times.angles is times.angles and times.masks is times.masks  # computed once for every block
     # 8 frames, 2 patches (4 frames each): the window reaches half a patch
     assert model._va_token_times(8, 1, (2, 1), None, torch.device("cpu")).window == 2.0
