@@ -47,6 +47,7 @@ INFERENCE_DEFAULTS: dict[str, Any] = dict(
     edit_strength=0.0,
     skip_bad_rows=False,
     loop=1,  # segments of an extended clip (javisdit.inference.extension.generate_extended)
+    audio_after_video=False,  # a second pass: the sound again for the finished picture (inference.pipeline.generate)
     compile=False,  # torch.compile the denoiser's blocks (javisdit.models.compile): slower start, faster steps
     sp_size=1,  # processes per sample, its video frames sharded over them (javisdit.distributed.sequence_parallel)
 )

@@ -10,6 +10,8 @@ from javisdit.errors import ConfigError
 
 _BOOLS = {"true": True, "yes": True, "false": False, "no": False}
 _NONES = {"none", "null"}
+# keys whose number may also be given per modality, e.g. scheduler.cfg_scale={'video':1.0,'audio':7.0}
+_PER_MODALITY_NUMBERS = frozenset({"cfg_scale"})
 
 
 def parse_value(text: str) -> Any:
@@ -34,6 +36,10 @@ def _coerce(path: str, current: Any, value: Any, raw: str) -> Any:
 
     if current is None or value is None:
         return value
+    if path.rpartition(".")[2] in _PER_MODALITY_NUMBERS and isinstance(value, Mapping):
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
+            return {k: float(v) for k, v in value.items()}
+        raise fail("a number, or one per modality, e.g. {'video':1.0,'audio':7.0}")
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,15 @@ def clip_scores(frames: np.ndarray, fps: float, wave: np.ndarray, sample_rate: i
     out.update(colour=min(colour_presence(frames, rgb) for rgb in rgbs), material=material,
                video_times=list(video_times))
     return out
+
+
+def _plain(value):
+    """A config value as JSON writes it: tuples as lists, config dicts as dicts."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -195,6 +204,7 @@ def generated_rows(cfg, csv: str | Path, num_clips: int, seed: int = 0, batch_si
     from javisdit.inference.media import to_uint8_frames, write_mp4
     from javisdit.inference.pipeline import build_models, generate, process_prompt
     from javisdit.models import geometry
+    from javisdit.schedulers.rflow import check_cfg_scale
     from javisdit.sizes import get_clip_size
     from javisdit.utils.dtype import torch_dtype
     from javisdit.utils.seed import set_seed
@@ -251,7 +261,8 @@ def generated_rows(cfg, csv: str | Path, num_clips: int, seed: int = 0, batch_si
     results["protocol"] = {
         "csv": str(csv), "captions": len(records), "seed": seed, "seeds": f"clip i: {seed} + i",
         "clip": dict(zip(("frames", "height", "width"), clip)), "fps": fps, "dtype": str(cfg.dtype),
-        "sampling_steps": int(sampler.get("num_sampling_steps", 30)), "cfg_scale": float(sampler.get("cfg_scale", 7.0)),
+        "sampling_steps": int(sampler.get("num_sampling_steps", 30)), "cfg_scale": check_cfg_scale(sampler.get("cfg_scale", 7.0)),
+        "cfg_interval": _plain(sampler.get("cfg_interval")), "audio_after_video": bool(cfg.get("audio_after_video", False)),
         "tolerances_frames": TOLERANCES_FRAMES,
         "weights": {key: file_hash(cfg[key]["from_pretrained"]) for key in ("model", "prior_encoder", "vae", "audio_vae",
                                                                               "text_encoder")

@@ -71,6 +71,7 @@ class Models:
     vae: torch.nn.Module | None = None
     prior_encoder: torch.nn.Module | None = None
     negative: dict[str, torch.Tensor] | None = None  # the encoded negative prompt (JavisDiT++'s unconditional text)
+    audio_after_video: bool = False  # ``generate``'s second pass (config key ``audio_after_video``)
 
 
 @dataclass
@@ -84,6 +85,12 @@ class RunReport:
 def build_models(cfg: Config, device: torch.device, dtype: torch.dtype) -> Models:
     """Build (and load) every model of the config on ``device`` in ``dtype``."""
     audio_only = bool(cfg.get("audio_only", False))
+    audio_after_video = cfg.get("audio_after_video", False)
+    if not isinstance(audio_after_video, bool):
+        raise ConfigError(f"audio_after_video must be true or false, got {audio_after_video!r}")
+    if audio_after_video and audio_only:
+        raise ConfigError("audio_after_video generates the sound again for the generated picture: it needs a "
+                          "video (not audio_only)")
     text_encoder = build_module(cfg.text_encoder, MODELS, dtype=dtype)
     text_dtype = t5_dtype(dtype)  # T5 v1.1 overflows in fp16: bf16 then
     text_encoder = text_encoder.to(text_dtype) if getattr(text_encoder, "cpu_offload", False) else \
@@ -121,7 +128,7 @@ def build_models(cfg: Config, device: torch.device, dtype: torch.dtype) -> Model
         if cfg.get("neg_prompt") is None:
             raise ConfigError(f"{cfg.model['type']} guides against a negative prompt: set neg_prompt in the config")
         negative = text_encoder.encode([cfg.neg_prompt], device=device)
-    return Models(model, text_encoder, audio_vae, scheduler, vae, prior, negative)
+    return Models(model, text_encoder, audio_vae, scheduler, vae, prior, negative, audio_after_video)
 
 
 def process_prompt(text: str, cfg: Config) -> str:
@@ -189,6 +196,8 @@ def generate(gen: Models, texts: list[str], clip: tuple[int, int, int], fps: int
         z = start_latents(z, condition.latents, masks)
     z = gen.scheduler.sample(model, z, kwargs, clip_size=(T, H, W), masks=masks, generator=generator,
                              progress=progress)
+    if gen.audio_after_video:
+        z = _audio_again(gen, z, kwargs, (T, H, W), masks, condition, generator, progress)
     timings["sample"] += time.perf_counter() - start
 
     start = time.perf_counter()
@@ -196,6 +205,28 @@ def generate(gen: Models, texts: list[str], clip: tuple[int, int, int], fps: int
     audio = gen.audio_vae.decode(z["audio"].to(dtype), geometry.audio_samples(seconds))
     timings["decode"] += time.perf_counter() - start
     return video, audio
+
+
+def _audio_again(gen: Models, z: dict[str, torch.Tensor], kwargs: dict, clip: tuple[int, int, int],
+                 masks: dict[str, torch.Tensor] | None, condition: Condition | None,
+                 generator: Sequence[torch.Generator], progress: bool) -> dict[str, torch.Tensor]:
+    """The second pass of ``audio_after_video``: the sound sampled again from new noise with the first
+    pass's video kept as a clean reference (video-to-audio), so that it follows the finished picture rather
+    than one as noisy as itself. Audio frames the condition keeps stay kept; without generated video or
+    audio frames there is nothing to redo and ``z`` is returned as it is."""
+    B = z["video"].shape[0]
+    audio_mask = masks.get("audio") if masks else None
+    if audio_mask is None:
+        audio_mask = torch.ones(B, z["audio"].shape[2], device=z["audio"].device)
+    video_mask = masks.get("video") if masks else None
+    if not bool((audio_mask > 0).any()) or (video_mask is not None and not bool((video_mask > 0).any())):
+        return z
+    audio = z["audio"] if condition is None else \
+        start_latents({"audio": z["audio"]}, condition.latents, {"audio": audio_mask})["audio"]
+    keep_video = torch.zeros(B, z["video"].shape[2], device=z["video"].device)
+    return gen.scheduler.sample(gen.model, {"video": z["video"], "audio": audio}, kwargs, clip_size=clip,
+                                masks={"video": keep_video, "audio": audio_mask}, generator=generator,
+                                progress=progress)
 
 
 def _check_save_dir(save_dir: Path) -> None:

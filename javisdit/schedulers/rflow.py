@@ -99,14 +99,22 @@ def _frames_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class RFlow:
-    def __init__(self, num_sampling_steps: int = 10, num_timesteps: int = 1000, cfg_scale: float = 4.0,
+    def __init__(self, num_sampling_steps: int = 10, num_timesteps: int = 1000,
+                 cfg_scale: float | Mapping[str, float] = 4.0,
                  use_discrete_timesteps: bool = False, use_timestep_transform: bool = False,
                  sample_method: str = "uniform", loc: float = 0.0, scale: float = 1.0, transform_scale: float = 1.0,
                  shift_formula: str = "latent_frames", cache_threshold: float = 0.0,
-                 timestep_spacing: str = "linear", foreground_weight: float = 0.0):
-        """The arguments are the ``scheduler`` config keys; the three below are not in the original.
+                 timestep_spacing: str = "linear", foreground_weight: float = 0.0,
+                 cfg_interval: Sequence[float] | None = None):
+        """The arguments are the ``scheduler`` config keys; the four below are not in the original.
 
         Args:
+            cfg_scale: the guidance scale, one for every modality (the original), or one per modality,
+                e.g. ``{"video": 1.0, "audio": 7.0}`` (every generated modality must be named).
+            cfg_interval: ``(low, high)`` in noise level ``t/num_timesteps``: guidance applies only at steps
+                with low <= t/T <= high, the other steps take the conditional prediction alone (guidance in a
+                limited interval); None (default) guides every step. Or one per modality, e.g.
+                ``{"video": (0.0, 0.5)}``; a modality not named is guided at every step.
             foreground_weight: training: each latent pixel's weight in the video loss is
                 ``1 + foreground_weight·d/mean(d)`` (``foreground_weights``); 0 (default) is the plain mean.
             cache_threshold: step caching (sampling): the accumulated relative change of the model's
@@ -133,7 +141,11 @@ class RFlow:
                              f"got {timestep_spacing!r}")
         self.num_sampling_steps = num_sampling_steps
         self.num_timesteps = num_timesteps
-        self.cfg_scale = cfg_scale
+        self.cfg_scale = check_cfg_scale(cfg_scale)
+        if isinstance(cfg_interval, Mapping):
+            self.cfg_interval = {k: _check_interval(v) for k, v in cfg_interval.items()}
+        else:
+            self.cfg_interval = _check_interval(cfg_interval)
         self.use_discrete_timesteps = use_discrete_timesteps
         self.use_timestep_transform = use_timestep_transform
         self.sample_method, self.loc, self.scale = sample_method, loc, scale
@@ -275,7 +287,10 @@ class RFlow:
         output (both guidance halves) with its own step size and guidance scale; steps where the
         masks change which frames are generated always call the model.
         """
-        scale = self.cfg_scale if cfg_scale is None else cfg_scale
+        scale = check_cfg_scale(self.cfg_scale if cfg_scale is None else cfg_scale)
+        if isinstance(scale, Mapping) and set(z) - set(scale):
+            raise ValueError(f"cfg_scale names {', '.join(sorted(scale))} but the sampler generates "
+                             f"{', '.join(sorted(z))}: give a scale for each")
         z = {k: v.float() for k, v in z.items()}
         if masks is not None and all(bool((m >= 1).all()) for m in masks.values()):
             masks = None
@@ -317,9 +332,13 @@ class RFlow:
                     out = model(x=x_in, timestep=t_in, **model_kwargs, **extra)
             self.last_computed.append(cache is None or cache.computed[-1])
             dt = (t - timesteps[i + 1] if i + 1 < len(timesteps) else t) / self.num_timesteps
+            level = float(t.reshape(-1)[0]) / self.num_timesteps
             for k, v in z.items():
                 cond, uncond = out[k][:, : v.shape[1]].float().chunk(2)
-                velocity = uncond + scale * (cond - uncond)
+                interval = self.cfg_interval.get(k) if isinstance(self.cfg_interval, dict) else self.cfg_interval
+                guided = interval is None or interval[0] <= level <= interval[1]
+                step_scale = (scale[k] if isinstance(scale, Mapping) else scale) if guided else 1.0
+                velocity = uncond + step_scale * (cond - uncond)
                 updated = v + velocity * dt
                 if model_masks:  # frames not being generated keep their value
                     updated = torch.where(_frames_mask(model_masks[k], v), updated, v)
@@ -342,6 +361,30 @@ class RFlow:
                         type(model).__name__)
             self._fallback_logged = True
         return t.float()
+
+
+def _check_interval(interval) -> tuple[float, float] | None:
+    """A guidance interval ``(low, high)`` of noise levels in [0, 1], or None (every step)."""
+    if interval is None:
+        return None
+    try:
+        low, high = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        low, high = math.nan, math.nan
+    if not 0 <= low <= high <= 1:
+        raise ValueError(f"cfg_interval must be (low, high) with 0 <= low <= high <= 1 (noise levels t/T), or one "
+                         f"such pair per modality, got {interval!r}")
+    return low, high
+
+
+def check_cfg_scale(scale):
+    """A guidance scale: a finite number, or a mapping of modality names to finite numbers."""
+    values = scale.values() if isinstance(scale, Mapping) else [scale]
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                         for v in values):
+        raise ValueError(f"cfg_scale must be a finite number or a mapping of modality to finite number, e.g. "
+                         f"{{'video': 1.0, 'audio': 7.0}}, got {scale!r}")
+    return dict(scale) if isinstance(scale, Mapping) else float(scale)
 
 
 def _first(value) -> float:

@@ -62,6 +62,17 @@ def test_nested_and_top_level(path, train_path):
     assert cfg.bucket_config["144p"][51] == (0.5, 8)
 
 
+def test_guidance_scale_per_modality(path):
+    cfg = options(path, "scheduler.cfg_scale={'video': 1, 'audio': 7.5}", "scheduler.cfg_interval=[0.0,0.5]")
+    assert cfg.scheduler.cfg_scale == {"video": 1.0, "audio": 7.5}
+    assert all(isinstance(v, float) for v in cfg.scheduler.cfg_scale.values())
+    assert cfg.scheduler.cfg_interval == [0.0, 0.5]  # a module argument: open
+    with pytest.raises(ConfigError, match="expected a number, or one per modality"):
+        options(path, "scheduler.cfg_scale={'video': 'high'}")
+    with pytest.raises(ConfigError, match="expected an integer"):
+        options(path, "seed={'video': 2}")  # only cfg_scale takes one number per modality
+
+
 def test_text_slots_keep_text(path):
     cfg = options(path, "resolution=256", "num_frames=102", "flow=5")
     assert cfg.resolution == "256" and cfg.num_frames == "102"

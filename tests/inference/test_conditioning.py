@@ -365,3 +365,63 @@ def test_extend_joins_segments_without_duplicated_or_dropped_frames(tiny, monkey
         tail = torch.cat([last[:, -overlap:], last[:, -1:].expand(-1, T - overlap, -1, -1)], dim=1)
         tail = encode_references(gen.vae, gen.audio_vae, [Reference(video=tail)], T / 24, "cpu", torch.float32)["video"]
         assert torch.allclose(conditions[k].latents["video"][:1], tail, atol=1e-5)
+
+
+# ----- audio_after_video: the sound again for the finished picture ----------------------------------------------
+
+
+def test_audio_after_video_redoes_the_sound_for_the_kept_picture(tiny, monkeypatch):
+    import dataclasses
+
+    from javisdit.inference.pipeline import generate
+
+    gen, clip = tiny
+    calls = []
+    sample = type(gen.scheduler).sample
+
+    def spy(self, model, z, kwargs, **rest):
+        out = sample(self, model, z, kwargs, **rest)
+        calls.append(dict(start={k: v.clone() for k, v in z.items()}, masks=rest.get("masks"),
+                          out={k: v.clone() for k, v in out.items()}))
+        return out
+
+    monkeypatch.setattr(type(gen.scheduler), "sample", spy)
+    plain_video, plain_audio = generate(gen, ["a", "b"], clip, 24, torch.float32,
+                                        [torch.Generator().manual_seed(s) for s in (1, 2)])
+    twice = dataclasses.replace(gen, audio_after_video=True)
+    video, audio = generate(twice, ["a", "b"], clip, 24, torch.float32,
+                            [torch.Generator().manual_seed(s) for s in (1, 2)])
+    first, second = calls[1], calls[2]
+    assert len(calls) == 3
+    torch.testing.assert_close(video, plain_video)  # the first pass is the plain sample, seed for seed
+    assert torch.equal(second["start"]["video"], first["out"]["video"])
+    assert torch.equal(second["out"]["video"], first["out"]["video"])  # the picture is kept as it is
+    assert second["masks"]["video"].tolist() == [[0.0] * first["out"]["video"].shape[2]] * 2
+    assert bool((second["masks"]["audio"] == 1).all())
+    assert not torch.allclose(second["out"]["audio"], first["out"]["audio"], atol=1e-3)  # new sound
+    decoded = gen.audio_vae.decode(second["out"]["audio"], geometry.audio_samples(clip[0] / 24))
+    torch.testing.assert_close(audio, decoded)  # what comes back is the second pass's sound
+    assert plain_audio.shape == audio.shape
+    # nothing to redo when the picture is given (v2a) or the sound is kept (a2v): one pass each
+    ref = _reference(clip)
+    for mode in ("v2a", "a2v"):
+        calls.clear()
+        generate_conditioned(twice, ["a"], clip, 24, torch.float32, [3], mode=mode,
+                             video=ref if mode == "v2a" else None, audio=ref if mode == "a2v" else None)
+        assert len(calls) == 1, mode
+
+
+def test_audio_after_video_config_errors():
+    from conftest import REPO
+
+    from javisdit.config import parse_configs
+    from javisdit.errors import ConfigError
+    from javisdit.inference.pipeline import build_models
+
+    base = [str(REPO / "configs" / "tiny" / "inference.py"), "--prompt", "x", "--cfg-options"]
+    not_audio_only = "audio_after_video generates the sound again for the generated picture"
+    for options, message in ((["audio_after_video=2"], "audio_after_video must be true or false, got 2"),
+                             (["audio_after_video=true", "audio_only=true"], not_audio_only)):
+        cfg = parse_configs("inference", base + options)
+        with pytest.raises(ConfigError, match=message):
+            build_models(cfg, torch.device("cpu"), torch.float32)

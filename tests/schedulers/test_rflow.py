@@ -72,6 +72,34 @@ def test_one_sampling_step_by_hand():
     assert "x_mask" not in call  # no masks: no t0 modulation work
 
 
+def test_guidance_scale_per_modality_by_hand():
+    s = RFlow(num_sampling_steps=1, cfg_scale={"video": 1.0, "audio": 3.0})
+    z = {"video": torch.zeros(1, 4, 2, 2, 2), "audio": torch.zeros(1, 8, 4, 2)}
+    out = s.sample(ConstantVelocity(0.5), z, dict(y=None), clip_size=(17, 64, 64))
+    # video: the conditional velocity 1.0; audio: 0.5 + 3·0.5 = 2.0
+    torch.testing.assert_close(out["video"], torch.full_like(z["video"], 1.0))
+    torch.testing.assert_close(out["audio"], torch.full_like(z["audio"], 2.0))
+    with pytest.raises(ValueError, match="cfg_scale names audio but the sampler generates audio, video"):
+        s.sample(ConstantVelocity(), z, dict(y=None), clip_size=(17, 64, 64), cfg_scale={"audio": 2.0})
+
+
+def test_guidance_interval_by_hand():
+    # 4 steps at t = 1000, 750, 500, 250, each dt = 0.25; guidance 3 only where 0.3 <= t/1000 <= 0.6 (t = 500):
+    # velocities 1 (conditional alone: 2·0.5), 1, 2 (0.5 + 3·0.5), 1
+    s = RFlow(num_sampling_steps=4, cfg_scale=3.0, cfg_interval=(0.3, 0.6))
+    out = s.sample(ConstantVelocity(0.5), {"audio": torch.zeros(1, 8, 4, 2)}, dict(y=None), clip_size=(17, 64, 64))
+    torch.testing.assert_close(out["audio"], torch.full((1, 8, 4, 2), 0.25 * (1 + 1 + 2 + 1)))
+    every = RFlow(num_sampling_steps=4, cfg_scale=3.0, cfg_interval=(0.0, 1.0))
+    out = every.sample(ConstantVelocity(0.5), {"audio": torch.zeros(1, 8, 4, 2)}, dict(y=None), clip_size=(17, 64, 64))
+    torch.testing.assert_close(out["audio"], torch.full((1, 8, 4, 2), 2.0))
+    # one interval per modality; audio, not named, is guided at every step
+    apart = RFlow(num_sampling_steps=4, cfg_scale=3.0, cfg_interval={"video": (0.3, 0.6)})
+    z = {"video": torch.zeros(1, 4, 2, 2, 2), "audio": torch.zeros(1, 8, 4, 2)}
+    out = apart.sample(ConstantVelocity(0.5), z, dict(y=None), clip_size=(17, 64, 64))
+    torch.testing.assert_close(out["video"], torch.full_like(z["video"], 0.25 * (1 + 1 + 2 + 1)))
+    torch.testing.assert_close(out["audio"], torch.full_like(z["audio"], 2.0))
+
+
 def test_two_steps_use_the_schedule_differences():
     s = RFlow(num_sampling_steps=2, cfg_scale=1.0)  # guidance 1: the conditional velocity
     out = s.sample(ConstantVelocity(1.0), {"audio": torch.zeros(1, 8, 4, 2)}, dict(y=None), clip_size=(17, 64, 64))
@@ -199,6 +227,12 @@ def test_bad_arguments():
     for bad in (-1.0, math.inf, True, "2"):
         with pytest.raises(ValueError, match="foreground_weight must be a finite number >= 0"):
             RFlow(foreground_weight=bad)
+    for bad in ("7", math.nan, True, {"video": "1"}, {}):
+        with pytest.raises(ValueError, match="cfg_scale must be a finite number or a mapping of modality"):
+            RFlow(cfg_scale=bad)
+    for bad in ((0.6, 0.3), (-0.1, 0.5), (0.0, 1.5), (0.5,), "ab", {"video": (0.0, 2.0)}):
+        with pytest.raises(ValueError, match=r"cfg_interval must be \(low, high\) with 0 <= low <= high <= 1"):
+            RFlow(cfg_interval=bad)
 
 
 def test_training_timesteps_in_range():

@@ -48,6 +48,12 @@ def test_every_mini_config_is_read_by_its_script(name):
     if mode == "inference":
         assert (cfg.resolution, cfg.num_frames, cfg.aspect_ratio) == ("64", 51, "1:1")
         assert cfg.model.from_pretrained == "./assets/javisdit-mini/model"
+        from javisdit.registry import SCHEDULERS, build_module
+
+        # guidance in the less noisy half only, then the sound again for the finished picture (README)
+        scheduler = build_module(cfg.scheduler, SCHEDULERS)
+        assert scheduler.cfg_interval == (0.0, 0.5) and scheduler.cfg_scale == 7.0
+        assert cfg.audio_after_video is True
 
 
 def test_unknown_stage_and_changed_settings_are_refused(tmp_path):
