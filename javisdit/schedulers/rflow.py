@@ -105,7 +105,7 @@ class RFlow:
                  sample_method: str = "uniform", loc: float = 0.0, scale: float = 1.0, transform_scale: float = 1.0,
                  shift_formula: str = "latent_frames", cache_threshold: float = 0.0,
                  timestep_spacing: str = "linear", foreground_weight: float = 0.0,
-                 cfg_interval: Sequence[float] | None = None):
+                 cfg_interval: Sequence[float] | Mapping[str, Sequence[float] | None] | None = None):
         """The arguments are the ``scheduler`` config keys; the four below are not in the original.
 
         Args:
@@ -377,7 +377,7 @@ def _check_interval(interval) -> tuple[float, float] | None:
     return low, high
 
 
-def check_cfg_scale(scale):
+def check_cfg_scale(scale: float | Mapping[str, float]) -> float | dict[str, float]:
     """A guidance scale: a finite number, or a mapping of modality names to finite numbers."""
     values = scale.values() if isinstance(scale, Mapping) else [scale]
     if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
