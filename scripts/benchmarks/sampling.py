@@ -45,11 +45,12 @@ def machine(device) -> dict:
 
 
 class Recorder:
-    """Stands in for the scheduler inside ``generate``: keeps the final latents of the last run and its
-    wall time (GPU work included)."""
+    """Stands in for the scheduler inside one ``generate``: keeps the final latents, and adds up the
+    denoiser calls and the wall time (GPU work included) of its sampling passes (two with
+    ``audio_after_video``)."""
 
     def __init__(self, scheduler):
-        self.scheduler, self.latents, self.seconds = scheduler, None, 0.0
+        self.scheduler, self.latents, self.seconds, self.calls = scheduler, None, 0.0, 0
 
     def sample(self, *args, **kwargs):
         import torch
@@ -58,7 +59,8 @@ class Recorder:
         self.latents = self.scheduler.sample(*args, **kwargs)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        self.seconds = time.perf_counter() - start
+        self.seconds += time.perf_counter() - start
+        self.calls += self.scheduler.last_calls
         return self.latents
 
 
@@ -116,7 +118,7 @@ def run(args) -> dict:
         generators = [torch.Generator().manual_seed(args.seed + i) for i in range(len(texts))]
         video, _ = generate(gen, texts, clip, int(cfg.fps), dtype, generators, text=text, device=device)
         frames = [to_uint8_frames(v) for v in video] if video is not None else None
-        return recorder.latents, frames, scheduler.last_calls, recorder.seconds
+        return recorder.latents, frames, recorder.calls, recorder.seconds
 
     sample(dict(num_sampling_steps=1, cache_threshold=0.0))  # warm-up: first-call allocations stay out of timings
     result = dict(machine=machine(device), config=args.config, clip=dict(zip(("frames", "height", "width"), clip)),

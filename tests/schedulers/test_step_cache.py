@@ -309,3 +309,10 @@ def test_benchmark_script(run_script, tmp_path):
     assert [r["variant"] for r in rows] == names
     assert rows[0]["calls"] == 4 and rows[0]["rel_l2_video"] == 0.0 and rows[0]["psnr_video_db"] is None
     assert [r["calls"] for r in rows[2:]] == [2, 2] and all(r["rel_l2_video"] > 0 for r in rows[2:])
+    # with the sound sampled again for the finished picture, both passes count
+    done = run_script("benchmarks/sampling.py", "--steps", "3", "--thresholds", "0.3", "--few-steps", "2", "--threads", "1",
+                      "--json", str(out), "--cfg-options", "num_frames=9", "resolution=64", "aspect_ratio=1:1",
+                      "audio_after_video=true")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0]["calls"] == 6 and [r["calls"] for r in rows[2:]] == [4, 4]
