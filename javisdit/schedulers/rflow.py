@@ -332,7 +332,8 @@ class RFlow:
                     out = model(x=x_in, timestep=t_in, **model_kwargs, **extra)
             self.last_computed.append(cache is None or cache.computed[-1])
             dt = (t - timesteps[i + 1] if i + 1 < len(timesteps) else t) / self.num_timesteps
-            level = float(t.reshape(-1)[0]) / self.num_timesteps
+            # the step's noise level, read back only for a guidance interval (a device sync per step on CUDA)
+            level = None if self.cfg_interval is None else float(t.reshape(-1)[0]) / self.num_timesteps
             for k, v in z.items():
                 cond, uncond = out[k][:, : v.shape[1]].float().chunk(2)
                 interval = self.cfg_interval.get(k) if isinstance(self.cfg_interval, dict) else self.cfg_interval
