@@ -9,6 +9,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import contextlib  # noqa: E402
 import logging  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
@@ -20,6 +21,12 @@ import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 V01_CONFIGS = REPO / "configs" / "javisdit-v0-1"
+
+
+def readme_setup_commands() -> list[str]:
+    """The README's set-up commands, in order: the ```bash blocks of its "Set-up" section."""
+    setup = (REPO / "README.md").read_text().split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", setup, flags=re.DOTALL)]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -97,6 +97,23 @@ def test_release_is_fp16_in_the_shipped_layout(tmp_path):
     assert Recipe(out).run(["release"]) == recipe.times  # nothing re-run, the recorded time kept
 
 
+def test_script_release_to_replaces_the_target(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_mini", REPO / "scripts" / "train_mini.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out, shipped = tmp_path / "recipe", tmp_path / "assets" / "javisdit-mini"
+    _fake_recipe(out)
+    (shipped / "model").mkdir(parents=True)
+    (shipped / "stale.safetensors").write_bytes(b"old")
+    assert script.main([str(out), "--stages", "release", "--release-to", str(shipped)]) == 0
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(RELEASE_PARTS)  # the old files are gone
+    assert load_file(str(shipped / "model" / "model.safetensors")).keys() == load_file(
+        str(out / "release" / "model" / "model.safetensors")).keys()
+    assert f"released to {shipped}" in capsys.readouterr().out
+
+
 def test_script_refuses_unknown_stage_and_reports_a_folder_of_other_settings(tmp_path):
     import subprocess
     import sys
