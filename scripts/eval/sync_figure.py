@@ -29,6 +29,8 @@ def main(argv=None) -> int:
         if args.num_frames < 1:
             raise UserError(f"--num-frames must be >= 1, got {args.num_frames}")
         sample = load_sample(args.video)
+        if sample.num_frames < 2:
+            raise UserError(f"{args.video}: {sample.num_frames} frame; the picture needs at least 2")
         figure = sync_figure(sample.frames, sample.fps, sample.audio.mean(0), sample.sample_rate,
                              [COLOURS[c] for c in args.colour], num_frames=args.num_frames)
     except UserError as err:

@@ -70,3 +70,8 @@ def test_script_writes_the_png(clip, tmp_path, run_script):
                         "--output-file", str(tmp_path / "x.png"))
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "no such file" in result.stderr
     assert not (tmp_path / "x.png").exists()
+    write_mp4(tmp_path / "still.mp4", frames[:1], FPS, wave[: SR // FPS], SR)
+    result = run_script("eval/sync_figure.py", str(tmp_path / "still.mp4"), "--colour", "red",
+                        "--output-file", str(tmp_path / "x.png"))
+    assert result.returncode == 2 and "1 frame; the picture needs at least 2" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "x.png").exists()
