@@ -20,13 +20,9 @@ MINI = REPO / "assets" / "javisdit-mini"
 CONFIG = REPO / "configs" / "mini" / "inference.py"
 
 
-def _weight_files():
-    return sorted(MINI.rglob("*.safetensors"))
-
-
 def test_shipped_weights_are_fp16_safetensors_within_30_mb():
     assert sorted(p.name for p in MINI.iterdir() if not p.name.startswith(".")) == sorted(RELEASE_PARTS)
-    files = _weight_files()
+    files = sorted(MINI.rglob("*.safetensors"))
     assert {f.relative_to(MINI).parts[0] for f in files} == set(RELEASE_PARTS)  # every part has its weights
     for file in files:
         with safe_open(str(file), framework="pt") as f:
