@@ -1,6 +1,6 @@
 # JavisDiT-mini: generate a 2 s, 64x64 sounding video of bouncing balls with the weights shipped in
 # assets/javisdit-mini (trained here by scripts/train_mini.py), offline on a CPU:
-#   python scripts/inference.py configs/mini/inference.py --prompt "a large red metal ball bounces quickly against a black background"
+#   python scripts/inference.py configs/mini/inference.py --prompt "a large blue glass ball bounces quickly against a black background"
 _base_ = ["../javisdit-v0-1/_base_/inference.py", "./_base_/encoders.py", "./_base_/prior.py", "./_base_/model.py"]
 
 resolution = "64"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -79,6 +80,13 @@ def upstream_timestep_transform(t: torch.Tensor, height: float, width: float, nu
 SHIFT_FORMULAS = {"latent_frames": timestep_transform, "upstream": upstream_timestep_transform}
 
 
+def check_nonnegative(name: str, value: Any, zero: str) -> float:
+    """``value`` as a float when it is a finite number >= 0 (``zero`` says what 0 means); else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a finite number >= 0 ({zero}), got {value!r}")
+    return float(value)
+
+
 def foreground_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
     """Per-element loss weights [B, 1, T, H, W] for clean video latents x0 [B, C, T, H, W]:
     ``1 + strength·d / mean(d)``, where d is the L1 distance over channels of each latent pixel from the
@@ -128,14 +136,8 @@ class RFlow:
             raise ValueError(f"sample_method must be 'uniform' or 'logit-normal', got {sample_method!r}")
         if num_sampling_steps < 1:
             raise ValueError(f"num_sampling_steps must be >= 1, got {num_sampling_steps}")
-        if isinstance(cache_threshold, bool) or not isinstance(cache_threshold, (int, float)) \
-                or not 0 <= cache_threshold < math.inf:
-            raise ValueError(f"cache_threshold must be a finite number >= 0 (0 turns step caching off), "
-                             f"got {cache_threshold!r}")
-        if isinstance(foreground_weight, bool) or not isinstance(foreground_weight, (int, float)) \
-                or not 0 <= foreground_weight < math.inf:
-            raise ValueError(f"foreground_weight must be a finite number >= 0 (0: the plain mean), got "
-                             f"{foreground_weight!r}")
+        cache_threshold = check_nonnegative("cache_threshold", cache_threshold, "0 turns step caching off")
+        foreground_weight = check_nonnegative("foreground_weight", foreground_weight, "0: the plain mean")
         if timestep_spacing not in TIMESTEP_SPACINGS:
             raise ValueError(f"timestep_spacing must be one of {', '.join(TIMESTEP_SPACINGS)}, "
                              f"got {timestep_spacing!r}")

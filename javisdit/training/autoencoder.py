@@ -19,6 +19,9 @@ so LDM's weight of 1e-6 means the same here, and keeps the loss of order one).
   The frozen spatial encoder dominates a temporal step, so ``"temporal"`` can instead read spatial latents
   extracted once (``load_va_features=True``: a ``BatchFeatureDataset`` written by
   ``scripts/misc/extract_feat.py`` with ``video_latents="spatial"``, whose ``x`` are those latents).
+  ``foreground_weight`` > 0 (not in LDM; default 0) weights each element of the video reconstruction by
+  ``rflow.foreground_weights`` of its target (the pixels; the spatial latents for ``"temporal"``): small
+  objects on flat backgrounds then weigh more than their area.
 * audio: the log-mel [B, 1, T, 64] of the 16 kHz waveform (the dataset's ``MelFrontEnd``) -> mel VAE ->
   posterior sample -> decoder; L1 on the mel, KL of the posterior. The vocoder is not trained.
 
@@ -59,6 +62,7 @@ from javisdit.models import geometry
 from javisdit.models.loading import load_state_dict_checked, open_state_dict, save_pretrained
 from javisdit.models.vae.video import SPATIAL_SCALING
 from javisdit.registry import MODELS, build_module
+from javisdit.schedulers.rflow import check_nonnegative, foreground_weights
 from javisdit.utils.seed import randn
 
 logger = logging.getLogger(__name__)
@@ -108,13 +112,26 @@ class VideoAutoencoderObjective(nn.Module):
     """``OpenSoraVAE_V1_2`` with its training loss as ``forward``."""
 
     def __init__(self, autoencoder: nn.Module, kl_weight: float, parts: str = "all", loss: str = "l1",
-                 from_latents: bool = False):
+                 from_latents: bool = False, foreground_weight: float = 0.0):
         super().__init__()
         self.autoencoder = autoencoder
         self.kl_weight = kl_weight
         self.parts = parts
+        self.loss = loss
         self.distance = RECONSTRUCTION_LOSSES[loss]
         self.from_latents = from_latents  # the inputs are spatial latents (parts "temporal" only)
+        self.foreground_weight = foreground_weight
+
+    def _reconstruction(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The reconstruction loss of ``output`` against ``target`` (both [B, C, T, H, W]: pixels, or spatial
+        latents for the temporal VAE alone). With ``foreground_weight`` > 0 each element's error is weighted
+        by ``rflow.foreground_weights`` of the target (its distance from the clip's background colour)."""
+        if self.foreground_weight <= 0:
+            return self.distance(output.float(), target.float())
+        error = (output.float() - target.float()).abs()
+        error = error.pow(2) if self.loss == "l2" else error
+        weight = foreground_weights(target, self.foreground_weight)  # [B, 1, T, H, W]
+        return (error * weight).sum() / (weight.sum() * error.shape[1])
 
     def forward(self, video: torch.Tensor, generators: Sequence[torch.Generator]
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -132,7 +149,7 @@ class VideoAutoencoderObjective(nn.Module):
         z = (_sample(mean, logvar, generators) if sample else mean).transpose(1, 2)  # [B, 4, T, h, w]
         if self.parts == "spatial":  # each frame through the spatial VAE alone (an image autoencoder)
             pixels = spatial.decode(z.transpose(1, 2).flatten(0, 1)).sample.unflatten(0, (B, T)).transpose(1, 2)
-            reconstruction = self.distance(pixels.float(), video.float())
+            reconstruction = self._reconstruction(pixels, video)
             kl = kl.mean() / video[0].numel()
             return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
         z = z * SPATIAL_SCALING
@@ -141,7 +158,7 @@ class VideoAutoencoderObjective(nn.Module):
         z_hat, chunk_kl = self._temporal_chain(z, generators)
         pixels = spatial.decode(z_hat.transpose(1, 2).flatten(0, 1) / SPATIAL_SCALING).sample  # [B·T, 3, H, W]
         pixels = pixels.unflatten(0, (B, T)).transpose(1, 2)
-        reconstruction = self.distance(pixels.float(), video.float())
+        reconstruction = self._reconstruction(pixels, video)
         kl = (kl + chunk_kl).mean() / video[0].numel()
         return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
 
@@ -162,7 +179,7 @@ class VideoAutoencoderObjective(nn.Module):
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The temporal VAE alone, against the frozen spatial latents z it reconstructs."""
         z_hat, kl = self._temporal_chain(z, generators)
-        reconstruction = self.distance(z_hat.float(), z.float())
+        reconstruction = self._reconstruction(z_hat, z)
         kl = kl.mean() / z[0].numel()
         return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
 
@@ -258,6 +275,13 @@ class AutoencoderStage:
         self.kl_weight = float(cfg.kl_weight)
         if not self.kl_weight >= 0:
             raise ConfigError(f"kl_weight must be >= 0, got {cfg.kl_weight}")
+        try:
+            self.foreground_weight = check_nonnegative("foreground_weight", cfg.get("foreground_weight", 0.0),
+                                                       "0: the plain mean")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if self.foreground_weight and kind != "video":
+            raise ConfigError("foreground_weight weights the video autoencoder's loss: it needs autoencoder='video'")
         if int(cfg.latent_stats_batches) < 1:
             raise ConfigError(f"latent_stats_batches must be >= 1, got {cfg.latent_stats_batches}")
         self.recent: collections.deque = collections.deque(maxlen=int(cfg.latent_stats_batches))
@@ -278,7 +302,8 @@ class AutoencoderStage:
                 part.requires_grad_(True)
             diffusers_parts = [autoencoder.spatial_vae.module] if self.parts != "temporal" else []
             objective: nn.Module = VideoAutoencoderObjective(autoencoder, self.kl_weight, self.parts,
-                                                             self.reconstruction_loss, self.from_latents)
+                                                             self.reconstruction_loss, self.from_latents,
+                                                             self.foreground_weight)
         else:
             autoencoder.vae.requires_grad_(True)
             diffusers_parts = [autoencoder.vae]

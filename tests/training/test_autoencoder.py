@@ -17,6 +17,7 @@ from javisdit.config import parse_configs
 from javisdit.models.vae.mel import MelFrontEnd
 from javisdit.models.vae.video import SCALE, SHIFT
 from javisdit.registry import MODELS, build_module
+from javisdit.schedulers.rflow import foreground_weights
 from javisdit.training.autoencoder import AutoencoderStage
 from javisdit.utils.seed import sample_generators
 
@@ -302,6 +303,55 @@ def test_l2_reconstruction_loss_is_the_mean_squared_error():
     torch.testing.assert_close(audio(mel, sample_generators([0]))[1]["loss/reconstruction"], expected, rtol=1e-6, atol=1e-7)
     with pytest.raises(Exception, match="reconstruction_loss must be one of 'l1', 'l2'"):
         _stage("vae_video.py", "reconstruction_loss=l3")
+
+
+def test_foreground_weighted_pixel_loss_by_hand():
+    """foreground_weight w: each pixel's squared error weighs 1 + w·d/mean(d), d its L1 distance (over RGB)
+    from the clip's median colour; the loss is the weighted mean over pixels and channels. w = 0 is the plain mean."""
+    video = torch.full((1, 3, 2, 16, 16), -0.8)
+    video[:, :, :, 4:7, 5:8] = torch.tensor([0.9, -0.6, 0.2]).view(1, 3, 1, 1, 1)  # a 3x3 "ball": d = 1.7 + 0.2 + 1.0
+    options = ("autoencoder_parts=spatial", "vae.sample_posterior=False", "reconstruction_loss=l2")
+    _, plain = _stage("vae_video.py", *options)
+    _, weighted = _stage("vae_video.py", *options, "foreground_weight=4.0")
+    weighted.load_state_dict(plain.state_dict())
+    frames = video.transpose(1, 2).flatten(0, 1)
+    sp = plain.autoencoder.spatial_vae.module
+    error = (sp.decode(sp.encode(frames).latent_dist.mean).sample - frames).pow(2)  # [2, 3, 16, 16]
+    d = torch.zeros(2, 1, 16, 16)
+    d[..., 4:7, 5:8] = 2.9
+    weight = 1 + 4.0 * d / d.mean()  # 1 in the background, 1 + 4 * 256 / 9 on the ball
+    expected = (error * weight).sum() / (weight.sum() * 3)
+    torch.testing.assert_close(weighted(video, sample_generators([0]))[1]["loss/reconstruction"], expected,
+                               rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(plain(video, sample_generators([0]))[1]["loss/reconstruction"], error.mean(),
+                               rtol=1e-5, atol=1e-7)
+    assert expected.item() != pytest.approx(error.mean().item(), rel=1e-3)
+    for bad, message in (("foreground_weight=-1.0", "foreground_weight must be a finite number >= 0"),
+                         ("foreground_weight=True", "foreground_weight must be a finite number >= 0")):
+        with pytest.raises(Exception, match=message):
+            _stage("vae_video.py", *options, bad)
+    with pytest.raises(Exception, match="foreground_weight weights the video autoencoder's loss"):
+        _stage("vae_audio.py", "foreground_weight=2.0")
+
+
+def test_foreground_weight_of_the_temporal_vae_weighs_its_latent_targets():
+    """Trained alone, the temporal VAE's targets are the spatial latents: the weights come from them."""
+    options = ("autoencoder_parts=temporal", "vae.sample_posterior=False")
+    _, plain = _stage("vae_video.py", *options)
+    _, weighted = _stage("vae_video.py", *options, "foreground_weight=3.0")
+    weighted.load_state_dict(plain.state_dict())
+    video = _video(T=17)
+    video[:, :, :, 2:6, 2:6] = 0.9
+    z = plain.autoencoder.encode_spatial(video)  # x 0.18215, as the objective's target
+    z_hat, _ = plain._temporal_chain(z, sample_generators([0]))
+    error = (z_hat - z).abs()
+    weight = foreground_weights(z, 3.0)
+    expected = (error * weight).sum() / (weight.sum() * z.shape[1])
+    torch.testing.assert_close(weighted(video, sample_generators([0]))[1]["loss/reconstruction"], expected,
+                               rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(plain(video, sample_generators([0]))[1]["loss/reconstruction"], error.mean(),
+                               rtol=1e-5, atol=1e-7)
+    assert expected.item() != pytest.approx(error.mean().item(), rel=1e-3)
 
 
 def test_temporal_vae_trains_from_extracted_spatial_latents():

@@ -40,6 +40,10 @@ def test_every_mini_config_is_read_by_its_script(name):
         from javisdit.registry import SCHEDULERS, build_module
 
         assert build_module(cfg.scheduler, SCHEDULERS).foreground_weight == 20.0
+    if name in ("vae_video_spatial.py", "vae_video.py"):  # both VAE halves weight their loss towards the balls
+        from javisdit.training.autoencoder import AutoencoderStage
+
+        assert AutoencoderStage(cfg).foreground_weight == 5.0
     if name == "stage3_jav.py":  # mostly clean-picture samples: where the video-audio cross-attention learns
         from javisdit.training.masks import VAMaskGenerator
 
