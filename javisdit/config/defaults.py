@@ -101,8 +101,8 @@ AUTOENCODER_TRAINING_DEFAULTS: dict[str, Any] = {
        if k not in ("ema_decay", "load_text_features", "audio_only")},
     "ema_decay": None,
     "kl_weight": 1e-6,  # weight of the posterior's KL against the L1 reconstruction, both per input element
-    "reconstruction_loss": "l1",
-    "foreground_weight": 0.0,  # video pixels: weight 1 + w·d/mean(d), d the distance from the clip's background  # "l1" (LDM's) or "l2" (mean squared error)
+    "reconstruction_loss": "l1",  # "l1" (LDM's) or "l2" (mean squared error)
+    "foreground_weight": 0.0,  # video: each element weighs 1 + w·d/mean(d), d its distance from the clip's background
     "autoencoder_parts": "all",  # video: train "all" (spatial + temporal VAE), "spatial" alone, or "temporal" alone
     "latent_stats_batches": 4,  # the last batches of rank 0 re-encoded for the latent shift / scale of model/
 }

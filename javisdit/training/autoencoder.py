@@ -21,7 +21,9 @@ so LDM's weight of 1e-6 means the same here, and keeps the loss of order one).
   ``scripts/misc/extract_feat.py`` with ``video_latents="spatial"``, whose ``x`` are those latents).
   ``foreground_weight`` > 0 (not in LDM; default 0) weights each element of the video reconstruction by
   ``rflow.foreground_weights`` of its target (the pixels; the spatial latents for ``"temporal"``): small
-  objects on flat backgrounds then weigh more than their area.
+  objects on flat backgrounds then weigh more than their area. The weighted errors are averaged over the
+  whole batch (sum of weighted errors over sum of weights, as the shipped JavisDiT-mini VAEs were trained),
+  so with it a step depends on how the batch is split over processes, unlike the plain mean.
 * audio: the log-mel [B, 1, T, 64] of the 16 kHz waveform (the dataset's ``MelFrontEnd``) -> mel VAE ->
   posterior sample -> decoder; L1 on the mel, KL of the posterior. The vocoder is not trained.
 
