@@ -80,7 +80,8 @@ AUTOENCODERS = {"video": ("vae", "video"), "audio": ("audio_vae", "audio")}
 VIDEO_PARTS = ("all", "spatial", "temporal")
 #: ``reconstruction_loss``: LDM's L1 (default), or the mean squared error, which weighs large errors more:
 #: small objects on flat backgrounds (JavisDiT-mini's balls) are learned far sooner
-RECONSTRUCTION_LOSSES = {"l1": lambda a, b: (a - b).abs().mean(), "l2": lambda a, b: (a - b).pow(2).mean()}
+#: (the per-element error; the loss is its mean, or its weighted mean with ``foreground_weight``)
+RECONSTRUCTION_LOSSES = {"l1": lambda a, b: (a - b).abs(), "l2": lambda a, b: (a - b).pow(2)}
 
 
 # ----- helpers ---------------------------------------------------------------------------------------------
@@ -119,8 +120,7 @@ class VideoAutoencoderObjective(nn.Module):
         self.autoencoder = autoencoder
         self.kl_weight = kl_weight
         self.parts = parts
-        self.loss = loss
-        self.distance = RECONSTRUCTION_LOSSES[loss]
+        self.error = RECONSTRUCTION_LOSSES[loss]
         self.from_latents = from_latents  # the inputs are spatial latents (parts "temporal" only)
         self.foreground_weight = foreground_weight
 
@@ -128,10 +128,9 @@ class VideoAutoencoderObjective(nn.Module):
         """The reconstruction loss of ``output`` against ``target`` (both [B, C, T, H, W]: pixels, or spatial
         latents for the temporal VAE alone). With ``foreground_weight`` > 0 each element's error is weighted
         by ``rflow.foreground_weights`` of the target (its distance from the clip's background colour)."""
+        error = self.error(output.float(), target.float())
         if self.foreground_weight <= 0:
-            return self.distance(output.float(), target.float())
-        error = (output.float() - target.float()).abs()
-        error = error.pow(2) if self.loss == "l2" else error
+            return error.mean()
         weight = foreground_weights(target, self.foreground_weight)  # [B, 1, T, H, W]
         return (error * weight).sum() / (weight.sum() * error.shape[1])
 
@@ -193,7 +192,7 @@ class AudioAutoencoderObjective(nn.Module):
         super().__init__()
         self.autoencoder = autoencoder
         self.kl_weight = kl_weight
-        self.distance = RECONSTRUCTION_LOSSES[loss]
+        self.error = RECONSTRUCTION_LOSSES[loss]
 
     def forward(self, mel: torch.Tensor, generators: Sequence[torch.Generator]
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -201,7 +200,7 @@ class AudioAutoencoderObjective(nn.Module):
         vae = self.autoencoder.vae
         posterior = vae.encode(mel.to(vae.dtype)).latent_dist  # [B, 8, T/4, 16]
         z = _sample(posterior.mean, posterior.logvar, generators) if self.autoencoder.sample_posterior else posterior.mean
-        reconstruction = self.distance(vae.decode(z).sample.float(), mel.float())
+        reconstruction = self.error(vae.decode(z).sample.float(), mel.float()).mean()
         kl = _kl(posterior.mean, posterior.logvar).mean() / mel[0].numel()
         return reconstruction + self.kl_weight * kl, {"loss/reconstruction": reconstruction, "loss/kl": kl}
 
