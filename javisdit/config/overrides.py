@@ -11,7 +11,9 @@ from javisdit.errors import ConfigError
 _BOOLS = {"true": True, "yes": True, "false": False, "no": False}
 _NONES = {"none", "null"}
 # keys whose number may also be given per modality, e.g. scheduler.cfg_scale={'video':1.0,'audio':7.0}
-_PER_MODALITY_NUMBERS = frozenset({"cfg_scale"})
+_PER_MODALITY_NUMBERS = frozenset({"cfg_scale", "sync_guidance"})
+# keys whose (low, high) pair may also be given per modality, e.g. {'video':[0.0,0.5],'audio':None}
+_PER_MODALITY_PAIRS = frozenset({"cfg_interval"})
 
 
 def parse_value(text: str) -> Any:
@@ -36,10 +38,18 @@ def _coerce(path: str, current: Any, value: Any, raw: str) -> Any:
 
     if current is None or value is None:
         return value
-    if path.rpartition(".")[2] in _PER_MODALITY_NUMBERS and isinstance(value, Mapping):
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
-            return {k: float(v) for k, v in value.items()}
+    leaf = path.rpartition(".")[2]
+    if leaf in _PER_MODALITY_NUMBERS and isinstance(value, (Mapping, int, float)) and not isinstance(value, bool):
+        numbers = value.values() if isinstance(value, Mapping) else [value]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            return {k: float(v) for k, v in value.items()} if isinstance(value, Mapping) else float(value)
         raise fail("a number, or one per modality, e.g. {'video':1.0,'audio':7.0}")
+    if leaf in _PER_MODALITY_PAIRS and isinstance(value, (Mapping, list, tuple)):
+        pairs = value.values() if isinstance(value, Mapping) else [value]
+        if all(v is None or (isinstance(v, (list, tuple)) and len(v) == 2) for v in pairs):
+            return {k: None if v is None else tuple(v) for k, v in value.items()} if isinstance(value, Mapping) \
+                else tuple(value)
+        raise fail("a pair [low,high], or one per modality, e.g. {'video':[0.0,0.5],'audio':None}")
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value

@@ -263,6 +263,7 @@ def generated_rows(cfg, csv: str | Path, num_clips: int, seed: int = 0, batch_si
         "clip": dict(zip(("frames", "height", "width"), clip)), "fps": fps, "dtype": str(cfg.dtype),
         "sampling_steps": int(sampler.get("num_sampling_steps", 30)),
         "cfg_scale": check_cfg_scale(sampler.get("cfg_scale", 7.0)), "cfg_interval": _plain(sampler.get("cfg_interval")),
+        "sync_guidance": _plain(sampler.get("sync_guidance", 0.0)),
         "audio_after_video": bool(cfg.get("audio_after_video", False)),
         "tolerances_frames": TOLERANCES_FRAMES,
         "weights": {key: file_hash(cfg[key]["from_pretrained"]) for key in ("model", "prior_encoder", "vae", "audio_vae",

@@ -20,6 +20,11 @@ Two sampling options trade accuracy for fewer denoiser calls; their defaults are
 bit for bit. ``cache_threshold`` > 0 reuses the last model output on steps where the model's input
 barely changed (``step_cache.StepCache``); ``timestep_spacing="cosine"`` places the steps for small
 step counts (see ``RFlow.timesteps``).
+
+Three guidance options, off by default (one scale for both modalities at every step, as the original):
+``cfg_scale`` per modality, ``cfg_interval`` (guidance only in a range of noise levels), and
+``sync_guidance`` (each modality pushed towards what the other one tells it through the video-audio
+cross-attention, against the model's own prediction without that module).
 """
 
 from __future__ import annotations
@@ -113,8 +118,9 @@ class RFlow:
                  sample_method: str = "uniform", loc: float = 0.0, scale: float = 1.0, transform_scale: float = 1.0,
                  shift_formula: str = "latent_frames", cache_threshold: float = 0.0,
                  timestep_spacing: str = "linear", foreground_weight: float = 0.0,
-                 cfg_interval: Sequence[float] | Mapping[str, Sequence[float] | None] | None = None):
-        """The arguments are the ``scheduler`` config keys; the four below are not in the original.
+                 cfg_interval: Sequence[float] | Mapping[str, Sequence[float] | None] | None = None,
+                 sync_guidance: float | Mapping[str, float] = 0.0):
+        """The arguments are the ``scheduler`` config keys; the five below are not in the original.
 
         Args:
             cfg_scale: the guidance scale, one for every modality (the original), or one per modality,
@@ -123,6 +129,11 @@ class RFlow:
                 with low <= t/T <= high, the other steps take the conditional prediction alone (guidance in a
                 limited interval); None (default) guides every step. Or one per modality, e.g.
                 ``{"video": (0.0, 0.5)}``; a modality not named is guided at every step.
+            sync_guidance: guidance towards the other modality through the video-audio cross-attention:
+                each step adds ``g·(cond - cond without it)`` to a modality's velocity, the second term from
+                one more call of the model with ``skip_sync`` naming ``va_cross`` (twice the denoiser
+                work). One scale for every modality, or one per modality (a modality not named
+                gets 0); 0 (default) is the original sampler.
             foreground_weight: training: each latent pixel's weight in the video loss is
                 ``1 + foreground_weight·d/mean(d)`` (``foreground_weights``); 0 (default) is the plain mean.
             cache_threshold: step caching (sampling): the accumulated relative change of the model's
@@ -144,6 +155,7 @@ class RFlow:
         self.num_sampling_steps = num_sampling_steps
         self.num_timesteps = num_timesteps
         self.cfg_scale = check_cfg_scale(cfg_scale)
+        self.sync_guidance = check_sync_guidance(sync_guidance)
         if isinstance(cfg_interval, Mapping):
             self.cfg_interval = {k: _check_interval(v) for k, v in cfg_interval.items()}
         else:
@@ -293,6 +305,7 @@ class RFlow:
         if isinstance(scale, Mapping) and set(z) - set(scale):
             raise ValueError(f"cfg_scale names {', '.join(sorted(scale))} but the sampler generates "
                              f"{', '.join(sorted(z))}: give a scale for each")
+        sync = self._sync_scales(model, z)
         z = {k: v.float() for k, v in z.items()}
         if masks is not None and all(bool((m >= 1).all()) for m in masks.values()):
             masks = None
@@ -304,7 +317,7 @@ class RFlow:
         cache = StepCache(self.cache_threshold) if self.cache_threshold > 0 else None
         if cache is not None:
             cache.start(len(timesteps))
-        self.last_computed, previous_masks, out = [], None, None
+        self.last_computed, previous_masks, out, free = [], None, None, None
         for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="sampling", leave=False)):
             model_masks = {}
             if masks is not None:
@@ -325,6 +338,7 @@ class RFlow:
                          (("video", "x_mask"), ("audio", "ax_mask")) if k in model_masks}
             if cache is None:
                 out = model(x=x_in, timestep=t_in, **model_kwargs, **extra)
+                free = _without_sync(model, x_in, t_in, model_kwargs, extra) if sync else None
             else:
                 masks_changed = previous_masks is not None and any(
                     not torch.equal(m, previous_masks[k]) for k, m in model_masks.items())
@@ -332,6 +346,7 @@ class RFlow:
                 signal = self._cache_signal(model, x_in, t_in, model_kwargs)
                 if cache.compute(i, signal, force=masks_changed):
                     out = model(x=x_in, timestep=t_in, **model_kwargs, **extra)
+                    free = _without_sync(model, x_in, t_in, model_kwargs, extra) if sync else None
             self.last_computed.append(cache is None or cache.computed[-1])
             dt = (t - timesteps[i + 1] if i + 1 < len(timesteps) else t) / self.num_timesteps
             # the step's noise level, read back only for a guidance interval (a device sync per step on CUDA)
@@ -342,6 +357,8 @@ class RFlow:
                 guided = interval is None or interval[0] <= level <= interval[1]
                 step_scale = (scale[k] if isinstance(scale, Mapping) else scale) if guided else 1.0
                 velocity = uncond + step_scale * (cond - uncond)
+                if k in sync:
+                    velocity = velocity + sync[k] * (cond - free[k][: v.shape[0], : v.shape[1]].float())
                 updated = v + velocity * dt
                 if model_masks:  # frames not being generated keep their value
                     updated = torch.where(_frames_mask(model_masks[k], v), updated, v)
@@ -351,6 +368,22 @@ class RFlow:
             logger.debug("step cache (threshold %g): %d of %d steps called the denoiser", self.cache_threshold,
                          cache.calls, len(timesteps))
         return z
+
+    def _sync_scales(self, model, z: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """``sync_guidance`` per generated modality, the zero ones left out. A model without the video-audio
+        cross-attention cannot take a nonzero one; with one modality only (audio-only generation), or the
+        module already skipped (an ablation), there is nothing to guide with: none."""
+        g = self.sync_guidance
+        scales = {k: float(g.get(k, 0.0) if isinstance(g, Mapping) else g) for k in z}
+        scales = {k: v for k, v in scales.items() if v != 0}
+        if not scales:
+            return {}
+        if not (getattr(model, "has_va_cross", False) and hasattr(model, "skip_sync")):
+            raise ConfigError(f"sync_guidance {g!r} guides through the video-audio cross-attention, which "
+                              f"{type(model).__name__} does not have")
+        if set(z) != {"video", "audio"} or "va_cross" in model.skip_sync:
+            return {}
+        return scales
 
     def _cache_signal(self, model, x: Mapping[str, torch.Tensor], t: torch.Tensor,
                       model_kwargs: Mapping) -> torch.Tensor:
@@ -364,6 +397,30 @@ class RFlow:
                         type(model).__name__)
             self._fallback_logged = True
         return t.float()
+
+
+def _without_sync(model, x: Mapping[str, torch.Tensor], t: torch.Tensor, model_kwargs: Mapping,
+                  extra: Mapping) -> dict[str, torch.Tensor]:
+    """The same 2B call with the model's video-audio cross-attention skipped: the reference of
+    ``sync_guidance`` (its conditional half is used). The whole batch runs again, not only its conditional
+    half, because a sample's output may depend on its batch (v0.1's ST-prior attention sees the priors of
+    the whole batch, conditional and null)."""
+    previous = model.skip_sync
+    model.skip_sync = frozenset(previous) | {"va_cross"}
+    try:
+        return model(x=x, timestep=t, **model_kwargs, **extra)
+    finally:
+        model.skip_sync = previous
+
+
+def check_sync_guidance(scale: float | Mapping[str, float]) -> float | dict[str, float]:
+    """A ``sync_guidance`` scale: a finite number, or one per modality (video, audio)."""
+    values = scale.values() if isinstance(scale, Mapping) else [scale]
+    if (isinstance(scale, Mapping) and set(scale) - {"video", "audio"}) or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+        raise ConfigError(f"sync_guidance must be a finite number or one per modality, e.g. {{'audio': 2.0}}, "
+                          f"got {scale!r}")
+    return {k: float(v) for k, v in scale.items()} if isinstance(scale, Mapping) else float(scale)
 
 
 def _check_interval(interval) -> tuple[float, float] | None:

@@ -70,7 +70,24 @@ def test_guidance_scale_per_modality(path):
     with pytest.raises(ConfigError, match="expected a number, or one per modality"):
         options(path, "scheduler.cfg_scale={'video': 'high'}")
     with pytest.raises(ConfigError, match="expected an integer"):
-        options(path, "seed={'video': 2}")  # only cfg_scale takes one number per modality
+        options(path, "seed={'video': 2}")  # only the guidance scales take one per modality
+
+
+def test_guidance_per_modality_replaces_either_form(write_config):
+    # the mini config holds a pair and one scale; a per-modality override replaces them, and back again
+    path = write_config(BASE.replace("cfg_scale=7.0,", "cfg_scale=7.0, cfg_interval=(0.0, 0.5), sync_guidance=0.0,"))
+    cfg = options(path, "scheduler.cfg_interval={'video': [0.0, 0.5], 'audio': None}",
+                  "scheduler.sync_guidance={'audio': 2}")
+    assert cfg.scheduler.cfg_interval == {"video": (0.0, 0.5), "audio": None}
+    assert cfg.scheduler.sync_guidance == {"audio": 2.0}
+    held = write_config(BASE.replace("cfg_scale=7.0,", "cfg_scale={'video': 7.0, 'audio': 7.0}, "
+                                     "cfg_interval={'video': (0.0, 0.5), 'audio': None},"), name="held.py")
+    cfg = options(held, "scheduler.cfg_interval=[0.2,0.8]", "scheduler.cfg_scale=5")
+    assert cfg.scheduler.cfg_interval == (0.2, 0.8) and cfg.scheduler.cfg_scale == 5.0
+    with pytest.raises(ConfigError, match=r"expected a pair \[low,high\], or one per modality"):
+        options(path, "scheduler.cfg_interval={'video': [0.0, 0.5, 1.0]}")
+    with pytest.raises(ConfigError, match="expected a number, or one per modality"):
+        options(path, "scheduler.sync_guidance={'audio': 'strong'}")
 
 
 def test_text_slots_keep_text(path):

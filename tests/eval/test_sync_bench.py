@@ -56,7 +56,8 @@ def test_generated_rows_score_every_condition(mini, tmp_path):
 
     cfg = parse_configs("inference", [str(REPO / "configs/tiny/inference.py"), "--cfg-options",
                                       "scheduler.num_sampling_steps=2", "scheduler.cfg_scale={'video':2,'audio':5}",
-                                      "scheduler.cfg_interval=[0.0,0.5]", "audio_after_video=true"])
+                                      "scheduler.cfg_interval=[0.0,0.5]", "scheduler.sync_guidance={'audio':2}",
+                                      "audio_after_video=true"])
     results = generated_rows(cfg, mini["stage3_jav"], num_clips=2, seed=5, batch_size=2, save_dir=tmp_path)
     for name in CONDITIONS:
         assert results[name]["clips"] == 2 and 0.0 <= results[name]["f1_2f"] <= 1.0
@@ -65,7 +66,7 @@ def test_generated_rows_score_every_condition(mini, tmp_path):
     assert protocol["sampling_steps"] == 2 and protocol["clip"] == {"frames": 17, "height": 144, "width": 256}
     assert protocol["seeds"] == "clip i: 5 + i" and protocol["captions"] == 2
     assert protocol["cfg_scale"] == {"video": 2.0, "audio": 5.0} and protocol["cfg_interval"] == [0.0, 0.5]
-    assert protocol["audio_after_video"] is True
+    assert protocol["audio_after_video"] is True and protocol["sync_guidance"] == {"audio": 2.0}
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["sample_0000.mp4", "sample_0001.mp4"]
     assert (tmp_path / "model_null_ST-prior" / "sample_0001.mp4").is_file()
     # v2a keeps the data clip's picture: both v2a rows score the same picture, only their sound differs

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from javisdit.errors import ConfigError
 from javisdit.registry import SCHEDULERS, build_module
 from javisdit.schedulers.rflow import RFlow, foreground_weights, timestep_transform
 
@@ -98,6 +99,67 @@ def test_guidance_interval_by_hand():
     out = apart.sample(ConstantVelocity(0.5), z, dict(y=None), clip_size=(17, 64, 64))
     torch.testing.assert_close(out["video"], torch.full_like(z["video"], 0.25 * (1 + 1 + 2 + 1)))
     torch.testing.assert_close(out["audio"], torch.full_like(z["audio"], 2.0))
+
+
+class SyncVelocity:
+    """A fake VASTDiT3 for sync guidance: velocity 2 for a conditional sample (y = 1), 1 for an
+    unconditional one (y = 0), and 0.5 less for a conditional one while ``skip_sync`` names va_cross."""
+
+    has_va_cross = True
+
+    def __init__(self):
+        self.skip_sync, self.calls = frozenset(), []
+
+    def __call__(self, x, timestep, y, **kwargs):
+        self.calls.append((next(iter(x.values())).shape[0], timestep.shape[0], y.shape[0], self.skip_sync))
+        v = 1.0 + y - 0.5 * y * ("va_cross" in self.skip_sync)
+        return {k: t * 0 + v.view(-1, *[1] * (t.dim() - 1)) for k, t in x.items()}
+
+
+def test_sync_guidance_by_hand():
+    # velocity = uncond + s·(cond - uncond) + g·(cond - cond without the cross-attention):
+    # audio 1 + 3·1 + 2·0.5 = 5, video (g = 0) 1 + 3·1 = 4; two steps, dt 0.5 each
+    s = RFlow(num_sampling_steps=2, cfg_scale=3.0, sync_guidance={"audio": 2.0})
+    z = {"video": torch.zeros(2, 4, 2, 2, 2), "audio": torch.zeros(2, 8, 4, 2)}
+    model = SyncVelocity()
+    out = s.sample(model, z, dict(y=torch.tensor([1.0, 1.0, 0.0, 0.0])), clip_size=(17, 64, 64))
+    torch.testing.assert_close(out["audio"], torch.full_like(z["audio"], 5.0))
+    torch.testing.assert_close(out["video"], torch.full_like(z["video"], 4.0))
+    # per step: the guided 2B call, then the same batch without the cross-attention; restored after
+    assert model.calls == [(4, 4, 4, frozenset()), (4, 4, 4, frozenset({"va_cross"}))] * 2
+    assert model.skip_sync == frozenset()
+    # one scale for both modalities
+    out = RFlow(num_sampling_steps=2, cfg_scale=3.0, sync_guidance=2.0).sample(
+        SyncVelocity(), z, dict(y=torch.tensor([1.0, 1.0, 0.0, 0.0])), clip_size=(17, 64, 64))
+    torch.testing.assert_close(out["video"], torch.full_like(z["video"], 5.0))
+    # with the cross-attention already skipped (an ablation) there is nothing to guide with: the plain sampler
+    model = SyncVelocity()
+    model.skip_sync = frozenset({"va_cross"})
+    out = s.sample(model, z, dict(y=torch.tensor([1.0, 1.0, 0.0, 0.0])), clip_size=(17, 64, 64))
+    assert len(model.calls) == 2
+    torch.testing.assert_close(out["audio"], torch.full_like(z["audio"], 1 + 3 * 0.5))
+    # 0 (the default) is the plain sampler: one call per step
+    model = SyncVelocity()
+    RFlow(num_sampling_steps=2, cfg_scale=3.0).sample(model, z, dict(y=torch.tensor([1.0, 1.0, 0.0, 0.0])),
+                                                      clip_size=(17, 64, 64))
+    assert len(model.calls) == 2
+
+
+def test_sync_guidance_refused_where_it_cannot_work():
+    with pytest.raises(ConfigError, match="sync_guidance must be a finite number or one per modality"):
+        RFlow(sync_guidance={"sound": 1.0})
+    with pytest.raises(ConfigError, match="sync_guidance must be a finite number"):
+        RFlow(sync_guidance=float("nan"))
+    s = RFlow(num_sampling_steps=2, sync_guidance={"audio": 1.0})
+    with pytest.raises(ConfigError, match="which ConstantVelocity does not have"):
+        s.sample(ConstantVelocity(), {"video": torch.zeros(1, 4, 2, 2, 2), "audio": torch.zeros(1, 8, 4, 2)},
+                 dict(y=None), clip_size=(17, 64, 64))
+    # audio-only generation: no picture to guide towards, so the plain sampler (one call per step)
+    model = SyncVelocity()
+    out = s.sample(model, {"audio": torch.zeros(1, 8, 4, 2)}, dict(y=torch.tensor([1.0, 0.0])),
+                   clip_size=(17, 64, 64))
+    assert len(model.calls) == 2
+    torch.testing.assert_close(out["audio"], torch.full((1, 8, 4, 2), 5.0))  # the default scale 4: 1 + 4·1
 
 
 def test_two_steps_use_the_schedule_differences():

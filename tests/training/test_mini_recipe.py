@@ -54,9 +54,11 @@ def test_every_mini_config_is_read_by_its_script(name):
         assert cfg.model.from_pretrained == "./assets/javisdit-mini/model"
         from javisdit.registry import SCHEDULERS, build_module
 
-        # guidance in the less noisy half only, then the sound again for the finished picture (README)
+        # the picture guided in the less noisy half only, the sound at every step and towards the picture,
+        # then the sound again for the finished picture (README)
         scheduler = build_module(cfg.scheduler, SCHEDULERS)
-        assert scheduler.cfg_interval == (0.0, 0.5) and scheduler.cfg_scale == 7.0
+        assert scheduler.cfg_interval == {"video": (0.0, 0.5), "audio": None} and scheduler.cfg_scale == 7.0
+        assert scheduler.sync_guidance == {"audio": 2.0}
         assert cfg.audio_after_video is True
 
 
