@@ -132,8 +132,9 @@ class RFlow:
             sync_guidance: guidance towards the other modality through the video-audio cross-attention:
                 each step adds ``g·(cond - cond without it)`` to a modality's velocity, the second term from
                 one more call of the model with ``skip_sync`` naming ``va_cross`` (twice the denoiser
-                work). One scale for every modality, or one per modality (a modality not named
-                gets 0); 0 (default) is the original sampler.
+                work, except at steps where the masks keep every frame of the guided modalities). One
+                scale for every modality, or one per modality (a modality not named gets 0); 0
+                (default) is the original sampler.
             foreground_weight: training: each latent pixel's weight in the video loss is
                 ``1 + foreground_weight·d/mean(d)`` (``foreground_weights``); 0 (default) is the plain mean.
             cache_threshold: step caching (sampling): the accumulated relative change of the model's
@@ -338,7 +339,8 @@ class RFlow:
                          (("video", "x_mask"), ("audio", "ax_mask")) if k in model_masks}
             if cache is None:
                 out = model(x=x_in, timestep=t_in, **model_kwargs, **extra)
-                free = _without_sync(model, x_in, t_in, model_kwargs, extra) if sync else None
+                free = _without_sync(model, x_in, t_in, model_kwargs, extra) \
+                    if _generating(sync, model_masks) else None
             else:
                 masks_changed = previous_masks is not None and any(
                     not torch.equal(m, previous_masks[k]) for k, m in model_masks.items())
@@ -346,7 +348,8 @@ class RFlow:
                 signal = self._cache_signal(model, x_in, t_in, model_kwargs)
                 if cache.compute(i, signal, force=masks_changed):
                     out = model(x=x_in, timestep=t_in, **model_kwargs, **extra)
-                    free = _without_sync(model, x_in, t_in, model_kwargs, extra) if sync else None
+                    free = _without_sync(model, x_in, t_in, model_kwargs, extra) \
+                        if _generating(sync, model_masks) else None
             self.last_computed.append(cache is None or cache.computed[-1])
             dt = (t - timesteps[i + 1] if i + 1 < len(timesteps) else t) / self.num_timesteps
             # the step's noise level, read back only for a guidance interval (a device sync per step on CUDA)
@@ -357,7 +360,7 @@ class RFlow:
                 guided = interval is None or interval[0] <= level <= interval[1]
                 step_scale = (scale[k] if isinstance(scale, Mapping) else scale) if guided else 1.0
                 velocity = uncond + step_scale * (cond - uncond)
-                if k in sync:
+                if k in sync and free is not None:
                     velocity = velocity + sync[k] * (cond - free[k][: v.shape[0], : v.shape[1]].float())
                 updated = v + velocity * dt
                 if model_masks:  # frames not being generated keep their value
@@ -397,6 +400,12 @@ class RFlow:
                         type(model).__name__)
             self._fallback_logged = True
         return t.float()
+
+
+def _generating(sync: Mapping[str, float], model_masks: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a step needs ``sync_guidance``'s second call: a guided modality has frames being generated
+    (not when the condition keeps all of them, e.g. the given sound of a2v)."""
+    return any(k not in model_masks or bool(model_masks[k].any()) for k in sync)
 
 
 def _without_sync(model, x: Mapping[str, torch.Tensor], t: torch.Tensor, model_kwargs: Mapping,

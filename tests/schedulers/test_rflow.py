@@ -138,6 +138,16 @@ def test_sync_guidance_by_hand():
     out = s.sample(model, z, dict(y=torch.tensor([1.0, 1.0, 0.0, 0.0])), clip_size=(17, 64, 64))
     assert len(model.calls) == 2
     torch.testing.assert_close(out["audio"], torch.full_like(z["audio"], 1 + 3 * 0.5))
+    # the sound given (all its frames kept, as in a2v): nothing to guide, one call per step
+    model, keep_sound = SyncVelocity(), {"video": torch.ones(2, 2), "audio": torch.zeros(2, 4)}
+    out = s.sample(model, dict(z), dict(y=torch.tensor([1.0, 1.0, 0.0, 0.0])), clip_size=(17, 64, 64),
+                   masks=keep_sound, generator=torch.Generator().manual_seed(0))
+    assert len(model.calls) == 2
+    plain = RFlow(num_sampling_steps=2, cfg_scale=3.0).sample(
+        SyncVelocity(), dict(z), dict(y=torch.tensor([1.0, 1.0, 0.0, 0.0])), clip_size=(17, 64, 64),
+        masks=keep_sound, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out["audio"], z["audio"])
+    torch.testing.assert_close(out["video"], plain["video"])
     # 0 (the default) is the plain sampler: one call per step
     model = SyncVelocity()
     RFlow(num_sampling_steps=2, cfg_scale=3.0).sample(model, z, dict(y=torch.tensor([1.0, 1.0, 0.0, 0.0])),
