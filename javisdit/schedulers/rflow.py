@@ -424,9 +424,7 @@ def _without_sync(model, x: Mapping[str, torch.Tensor], t: torch.Tensor, model_k
 
 def check_sync_guidance(scale: float | Mapping[str, float]) -> float | dict[str, float]:
     """A ``sync_guidance`` scale: a finite number, or one per modality (video, audio)."""
-    values = scale.values() if isinstance(scale, Mapping) else [scale]
-    if (isinstance(scale, Mapping) and set(scale) - {"video", "audio"}) or any(
-            isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+    if not _finite_scales(scale) or (isinstance(scale, Mapping) and set(scale) - {"video", "audio"}):
         raise ConfigError(f"sync_guidance must be a finite number or one per modality, e.g. {{'audio': 2.0}}, "
                           f"got {scale!r}")
     return {k: float(v) for k, v in scale.items()} if isinstance(scale, Mapping) else float(scale)
@@ -448,12 +446,17 @@ def _check_interval(interval) -> tuple[float, float] | None:
 
 def check_cfg_scale(scale: float | Mapping[str, float]) -> float | dict[str, float]:
     """A guidance scale: a finite number, or a mapping of modality names to finite numbers."""
-    values = scale.values() if isinstance(scale, Mapping) else [scale]
-    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-                         for v in values):
+    if not _finite_scales(scale):
         raise ValueError(f"cfg_scale must be a finite number or a mapping of modality to finite number, e.g. "
                          f"{{'video': 1.0, 'audio': 7.0}}, got {scale!r}")
     return dict(scale) if isinstance(scale, Mapping) else float(scale)
+
+
+def _finite_scales(scale) -> bool:
+    """Whether ``scale`` is a finite number or a non-empty mapping of names to finite numbers."""
+    values = list(scale.values()) if isinstance(scale, Mapping) else [scale]
+    return bool(values) and all(not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+                                for v in values)
 
 
 def _first(value) -> float:
