@@ -87,11 +87,12 @@ def _plain(value):
 
 
 def _summary(rows: list[dict]) -> dict:
-    """Pooled event F1 over clips, mean colour/material scores, median of the clips' median offsets."""
+    """Pooled event precision, recall and F1 over clips, mean colour/material scores, median of the clips'
+    median offsets."""
     out: dict = {"clips": len(rows)}
     for tol in TOLERANCES_FRAMES:
         tp, fp, fn = (sum(r[f"{key}_{tol}f"] for r in rows) for key in ("tp", "fp", "fn"))
-        out[f"f1_{tol}f"] = prf(tp, fp, fn)[2]
+        out[f"precision_{tol}f"], out[f"recall_{tol}f"], out[f"f1_{tol}f"] = prf(tp, fp, fn)
     offsets = [r["median_offset_ms"] for r in rows if r.get("median_offset_ms") is not None]
     out["median_offset_ms"] = float(np.median(offsets)) if offsets else None
     out["colour"] = float(np.mean([r["colour"] for r in rows]))
@@ -275,14 +276,15 @@ def generated_rows(cfg, csv: str | Path, num_clips: int, seed: int = 0, batch_si
 
 def markdown(results: dict) -> str:
     """The benchmark table (one row per condition) and the AUROC line."""
-    lines = ["| condition | clips | colour | material | F1 ±1 frame | F1 ±2 frames | median offset (ms) |",
-             "|---|---|---|---|---|---|---|"]
+    header = ("| condition | clips | colour | material | F1 ±1 frame | precision ±2 | recall ±2 | F1 ±2 frames "
+              "| median offset (ms) |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for name, row in results.items():
         if not isinstance(row, dict) or "f1_1f" not in row:
             continue
         offset = "n/a" if row["median_offset_ms"] is None else f"{row['median_offset_ms']:+.1f}"
         lines.append(f"| {name} | {row['clips']} | {row['colour']:.3f} | {row['material']:.3f} | {row['f1_1f']:.3f} "
-                     f"| {row['f1_2f']:.3f} | {offset} |")
+                     f"| {row['precision_2f']:.3f} | {row['recall_2f']:.3f} | {row['f1_2f']:.3f} | {offset} |")
     pairs = results.get("pairs", {})
     aurocs = ", ".join(f"{k} {v:.3f}" for k, v in results.get("auroc", {}).items())
     lines += ["", f"AUROC sync vs async ({pairs.get('sync', 0)} sync, {pairs.get('async', 0)} async pairs): {aurocs}"]

@@ -127,3 +127,20 @@ def test_autoencoder_row_and_script_flags(mini, tmp_path, capsys, monkeypatch):
     assert set(results["protocol"]) == {"data"}
     assert sync_bench.main([*args, "--autoencoders"]) == 2
     assert "--autoencoders needs --config" in capsys.readouterr().err
+
+
+def test_summary_pools_event_counts_over_clips():
+    """Precision, recall and F1 come from the event counts summed over clips (not a mean of per-clip F1s)."""
+    from javisdit.eval.sync_bench import _summary
+
+    def clip(tp, fp, fn, offset):
+        return {"tp_1f": tp, "fp_1f": fp + 1, "fn_1f": fn + 1, "tp_2f": tp, "fp_2f": fp, "fn_2f": fn,
+                "median_offset_ms": offset, "colour": 1.0, "material": 0.5}
+
+    out = _summary([clip(3, 1, 0, 10.0), clip(1, 3, 4, -30.0), clip(0, 0, 2, None)])
+    assert out["precision_2f"] == pytest.approx(4 / 8) and out["recall_2f"] == pytest.approx(4 / 10)
+    assert out["f1_2f"] == pytest.approx(2 * 0.5 * 0.4 / 0.9)
+    assert out["precision_1f"] == pytest.approx(4 / 11) and out["recall_1f"] == pytest.approx(4 / 13)
+    assert out["median_offset_ms"] == pytest.approx(-10.0) and out["clips"] == 3
+    table = markdown({"model": out})
+    assert "| model | 3 | 1.000 | 0.500 | 0.333 | 0.500 | 0.400 | 0.444 | -10.0 |" in table

@@ -13,7 +13,10 @@ model = dict(
     # a 64x64 clip's 8x8 latent frames as 4x4 tokens. At (1,4,4) (2x2 tokens, 3x faster) the video branch drew
     # the ball's colour in 0.54 of the frames on 40 training captions, here 0.73 (README, JavisDiT-mini)
     patch_size=(1, 2, 2),
-    audio_patch_size=(4, 1),
+    # the sound's tokens one latent frame (40 ms, about a video frame) by 4 mel bins: 56 x 4 tokens, as many as
+    # v0.1's (4, 1), whose 160 ms tokens drew the impacts at the start of a token (their onsets locked to a
+    # 160 ms grid) and so missed the bounces by up to 3 frames (README, JavisDiT-mini)
+    audio_patch_size=(1, 4),
     # the video-audio cross-attention on one clock (not in v0.1; VASTDiT3Config): time RoPE, and each token
     # sees the other tower's tokens within 2 latent frames (167 ms)
     va_cross_time_rope=True,
