@@ -15,7 +15,7 @@ model = dict(
     patch_size=(1, 2, 2),
     # the sound's tokens one latent frame (40 ms, about a video frame) by 4 mel bins: 56 x 4 tokens, as many as
     # v0.1's (4, 1), whose 160 ms tokens drew the impacts at the start of a token (their onsets locked to a
-    # 160 ms grid) and so missed the bounces by up to 3 frames (README, JavisDiT-mini)
+    # 160 ms grid, up to 4 video frames from the bounce; README, JavisDiT-mini)
     audio_patch_size=(1, 4),
     # the video-audio cross-attention on one clock (not in v0.1; VASTDiT3Config): time RoPE, and each token
     # sees the other tower's tokens within 2 latent frames (167 ms)
