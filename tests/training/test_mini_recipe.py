@@ -58,7 +58,7 @@ def test_every_mini_config_is_read_by_its_script(name):
         # then the sound again for the finished picture (README)
         scheduler = build_module(cfg.scheduler, SCHEDULERS)
         assert scheduler.cfg_interval == {"video": (0.0, 0.5), "audio": None} and scheduler.cfg_scale == 7.0
-        assert scheduler.sync_guidance == {"audio": 2.0}
+        assert scheduler.sync_guidance == {"audio": 6.0}
         assert cfg.audio_after_video is True
 
 
