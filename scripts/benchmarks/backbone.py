@@ -44,6 +44,10 @@ CASES: dict[str, dict] = {
                     backward=False),
 }
 DEFAULT_CASES = ("mid-fp32", "mid-bf16", "v1-mid-bf16")
+# glibc's malloc maps every block above 32 MiB afresh and unmaps it on free, so each large activation is
+# faulted in page by page at every layer; these settings (read when a process starts) keep such blocks
+# in the heap for reuse instead.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
 
 
 def peak_rss_gb() -> float:
@@ -145,7 +149,8 @@ def run_case(name: str, compiled: bool, repeats: int) -> dict:
     case = CASES[name]
     model, inputs, tokens = build_case(name)
     result = dict(case=name, compiled=compiled, dtype=case["dtype"], batch=case["batch"], tokens=tokens,
-                  params=sum(p.numel() for p in model.parameters()), threads=torch.get_num_threads())
+                  params=sum(p.numel() for p in model.parameters()), threads=torch.get_num_threads(),
+                  malloc={k: os.environ[k] for k in KEEP_FREED_MEMORY if k in os.environ})
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(**inputs)
@@ -202,6 +207,9 @@ def main(argv=None) -> int:
     parser.add_argument("--compile", action="store_true", help="also time each case with its blocks compiled")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="run the cases with glibc's malloc keeping freed blocks for reuse: "
+                             + " ".join(f"{k}={v}" for k, v in KEEP_FREED_MEMORY.items()))
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -213,15 +221,16 @@ def main(argv=None) -> int:
 
     peaks = {dtype: matmul_peak(dtype) for dtype in ("fp32", "bf16")}
     print(f"{os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads; matmul peak "
-          f"(torch.mm 2048^2): fp32 {peaks['fp32'] / 1e12:.3f} TFLOP/s, bf16 {peaks['bf16'] / 1e12:.3f} TFLOP/s",
-          flush=True)
+          f"(torch.mm 2048^2): fp32 {peaks['fp32'] / 1e12:.3f} TFLOP/s, bf16 {peaks['bf16'] / 1e12:.3f} TFLOP/s; "
+          f"malloc: {'freed memory kept' if args.keep_freed_memory else 'as the system has it'}", flush=True)
+    env = {**os.environ, **(KEEP_FREED_MEMORY if args.keep_freed_memory else {})}
     print(HEADER, flush=True)
     results, flops = [], {}
     for name in args.cases:
         for compiled in (False, True) if args.compile else (False,):
             command = [sys.executable, __file__, "--case", name, "--repeats", str(args.repeats)]
             out = subprocess.run(command + (["--compiled"] if compiled else []), check=True, capture_output=True,
-                                 text=True)
+                                 text=True, env=env)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             if compiled and name in flops:  # the same model: count once, eagerly
                 r.setdefault("fwd_bwd_flops", flops[name])
