@@ -1,6 +1,7 @@
 """The denoisers against this machine's own limit: forward and forward+backward time, FLOPs and MFU.
 
     python scripts/benchmarks/backbone.py [--cases mid-fp32 mid-bf16 ...] [--compile] [--repeats 3] [--json out.json]
+        [--keep-freed-memory]
 
 First the matmul peak of this machine is measured (``torch.mm`` of 2048x2048 in fp32 and in bf16, on
 the threads torch uses here); then each case builds a random-weight denoiser in its own process (so its
