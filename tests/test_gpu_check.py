@@ -4,7 +4,9 @@ machine without CUDA it says so instead of reporting GPU figures."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,15 @@ def test_forward_benchmark_on_a_tiny_model(gpu_check):
     result = gpu_check.forward_benchmark("VASTDiT3-tiny", "cpu", num_frames=17, size=(64, 64), repeats=1)
     assert result["latent"] == (5, 8, 8) and result["audio_latent"] == (8, 24, 16)
     assert result["forward_s"] > 0 and result["params"] > 0 and result["gpu"] == "cpu"
+    # every weight matrix meets at least one token of each of the 2 samples (2 FLOPs a multiply-add); the
+    # matrices hold nearly all parameters
+    assert result["forward_flops"] > result["params"]
+
+
+def test_matmul_peak_counts_two_flops_per_multiply_add(gpu_check, monkeypatch):
+    clock = iter([0.0, 0.5])  # ten 64x64x64 products in half a second
+    monkeypatch.setattr(gpu_check.time, "perf_counter", lambda: next(clock))
+    assert gpu_check.matmul_peak("cpu", size=64, repeats=10) == 2 * 64**3 * 10 / 0.5
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
@@ -55,3 +66,14 @@ def test_without_cuda_it_says_so():
                             timeout=120)
     assert result.returncode == 1
     assert "gpu_check: no CUDA device here; nothing to check" in result.stderr
+
+
+@pytest.mark.slow
+def test_compile_adds_a_compiled_row(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--model", "VASTDiT3-tiny", "--skip-tests",
+                             "--repeats", "1", "--compile"], capture_output=True, text=True, timeout=280, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if "bf16 forward" in line]
+    assert [row.split(" | ")[0].split(", ")[-1].split(" (")[0].strip() for row in rows] == ["eager", "compiled"]
+    assert all(row.split(" | ")[1].strip() == "passed" and "bf16 mm peak" in row for row in rows)
