@@ -84,12 +84,14 @@ TRAINING_DEFAULTS: dict[str, Any] = dict(
     find_unused_parameters=False,  # DDP plugin: needed only if some trainable weights get no gradient
     dist_timeout=30.0,  # minutes a collective may wait for the other ranks before the job fails
     ckpt_timeout=60.0,  # minutes the other ranks wait (on gloo, not NCCL) while rank 0 writes a checkpoint
+    sp_size=1,  # processes per batch, its video frames sharded over them (javisdit.distributed.sequence_parallel)
 )
 
 #: ``scripts/train_prior.py`` (stage 2): a lower learning rate; the prior keeps no EMA and has no
 #: text-feature or audio-only variants.
 PRIOR_TRAINING_DEFAULTS: dict[str, Any] = {
-    **{k: v for k, v in TRAINING_DEFAULTS.items() if k not in ("ema_decay", "load_text_features", "audio_only")},
+    **{k: v for k, v in TRAINING_DEFAULTS.items()
+       if k not in ("ema_decay", "load_text_features", "audio_only", "sp_size")},
     "lr": 1e-5,
 }
 
@@ -98,7 +100,7 @@ PRIOR_TRAINING_DEFAULTS: dict[str, Any] = {
 #: of LDM, and how many recent batches set the latent statistics.
 AUTOENCODER_TRAINING_DEFAULTS: dict[str, Any] = {
     **{k: v for k, v in TRAINING_DEFAULTS.items()
-       if k not in ("ema_decay", "load_text_features", "audio_only")},
+       if k not in ("ema_decay", "load_text_features", "audio_only", "sp_size")},
     "ema_decay": None,
     "kl_weight": 1e-6,  # weight of the posterior's KL against the L1 reconstruction, both per input element
     "reconstruction_loss": "l1",  # "l1" (LDM's) or "l2" (mean squared error)

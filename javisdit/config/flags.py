@@ -147,7 +147,8 @@ FLAGS: tuple[Flag, ...] = (
           "needs a C++ compiler on CPU, Triton on CUDA)"),
     Flag("--sp-size", INFERENCE, "sequence parallelism under torchrun: groups of this many consecutive "
          "processes compute each sample together, its video frames sharded over them (VASTDiT3 only; must divide "
-         "the number of processes); the groups share the prompts", type=_positive_int),
+         "the number of processes); the groups share the prompts (in training: the batches)", type=_positive_int,
+         also=(TRAINING,), not_in=("train_prior", "train_vae")),
     Flag("--model-path", INFERENCE, "weights of the diffusion model (hub id, folder or file); wins over "
          "model.from_pretrained"),
     Flag("--lora-dir", INFERENCE, "JavisDiT++: the LoRA adapter folder inside the checkpoint, merged at load "

@@ -1,5 +1,5 @@
-"""Sequence parallelism (SP) for VASTDiT3 inference: one sample's video tokens sharded by frames over the
-processes of a group, with DeepSpeed-Ulysses-style temporal attention.
+"""Sequence parallelism (SP) for VASTDiT3, in inference and training: one sample's video tokens sharded by
+frames over the processes of a group, with DeepSpeed-Ulysses-style temporal attention.
 
 The video tower dominates the cost of a JavisDiT step (its T·S tokens against the audio tower's R·M).
 A group of P processes computes the same sample: rank r holds latent frames ``[r·Tl, (r+1)·Tl)`` of the
@@ -17,8 +17,14 @@ frames with the same math. Three places need the frames of other ranks:
   are all-gathered; the (small) audio branch is computed replicated and stays identical on every rank;
 - the output: the final layer's tokens are all-gathered along frames and unpadded.
 
-The collectives here are autograd-free (inference only). ``SequenceParallel.bytes_sent`` counts the
-payload each leaves this rank with: (P-1)/P of an all-to-all's input, P-1 copies of an all-gather's shard.
+Under autograd the collectives backpropagate through their adjoints: an all-to-all through the reverse
+all-to-all, an all-gather through the sum over the ranks of the gradients of this rank's shard (a
+reduce-scatter). Every rank of a group then computes the same, full loss from the gathered output, and
+the gradients of the group's ranks add up to P times the gradient of that loss: the world-wide average of
+data-parallel training (DDP, ZeRO) therefore gives each group's gradient, averaged over the groups, with
+no change to the loss or to the optimizer. ``SequenceParallel.bytes_sent`` counts the payload each
+collective leaves this rank with, backward included: (P-1)/P of an all-to-all's input (the
+reduce-scatter's too), P-1 copies of an all-gather's shard.
 
 Shape legend: ``B`` batch, ``T`` latent frames (``Tl`` per rank, ``Tp`` padded), ``S`` tokens per
 frame, ``C`` hidden size, ``H`` heads of ``D`` channels.
@@ -26,13 +32,15 @@ frame, ``C`` hidden size, ``H`` heads of ``D`` channels.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from javisdit.errors import ConfigError
 
 if TYPE_CHECKING:  # the model package imports this module: its names are imported where they are used
     from javisdit.models.layers.attention import SelfAttention
@@ -64,25 +72,46 @@ class SequenceParallel:
 
     def all_to_all(self, x: torch.Tensor, scatter_dim: int, gather_dim: int) -> torch.Tensor:
         """Split ``x`` into P chunks along ``scatter_dim`` and send chunk j to rank j; concatenate the chunks
-        received from ranks 0..P-1 along ``gather_dim`` (their order).
+        received from ranks 0..P-1 along ``gather_dim`` (their order). Differentiable.
 
         E.g. [N, H, Tl, D] with scatter 1, gather 2 -> [N, H/P, Tp, D]: heads sharded, all frames.
         """
-        if x.shape[scatter_dim] % self.size:
-            raise ValueError(f"all_to_all: dim {scatter_dim} of {list(x.shape)} is not divisible by {self.size}")
-        send = torch.stack(x.chunk(self.size, dim=scatter_dim))  # [P, ...], contiguous
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _AllToAll.apply(x, self, scatter_dim, gather_dim)
+        return self._all_to_all(x, scatter_dim, gather_dim)
+
+    def all_gather(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """The shards of ranks 0..P-1 concatenated along ``dim`` (every rank gets the same tensor).
+        Differentiable: the gradient of this rank's shard is the sum of every rank's gradient of it."""
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _AllGather.apply(x, self, dim)
+        return self._all_gather(x, dim)
+
+    def _exchange(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """[P, ...]: row j is the j-th of P chunks (along ``dim``) of rank j's ``x``; this rank sent its
+        j-th chunk to rank j."""
+        if x.shape[dim] % self.size:
+            raise ValueError(f"all_to_all: dim {dim} of {list(x.shape)} is not divisible by {self.size}")
+        send = torch.stack(x.chunk(self.size, dim=dim))  # [P, ...], contiguous
         recv = torch.empty_like(send)
         dist.all_to_all_single(recv, send, group=self.group)
         self.bytes_sent += send.numel() * send.element_size() * (self.size - 1) // self.size
-        return torch.cat(recv.unbind(0), dim=gather_dim)
+        return recv
 
-    def all_gather(self, x: torch.Tensor, dim: int) -> torch.Tensor:
-        """The shards of ranks 0..P-1 concatenated along ``dim`` (every rank gets the same tensor)."""
+    def _all_to_all(self, x: torch.Tensor, scatter_dim: int, gather_dim: int) -> torch.Tensor:
+        return torch.cat(self._exchange(x, scatter_dim).unbind(0), dim=gather_dim)
+
+    def _all_gather(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         x = x.contiguous()
         parts = [torch.empty_like(x) for _ in range(self.size)]
         dist.all_gather(parts, x, group=self.group)
         self.bytes_sent += x.numel() * x.element_size() * (self.size - 1)
         return torch.cat(parts, dim=dim)
+
+    def _reduce_scatter(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """This rank's chunk (of P along ``dim``) of the sum of ``x`` over the group: the chunks exchanged
+        and summed here in rank order (any backend, the same bits on every rank)."""
+        return self._exchange(x, dim).sum(0)
 
     def broadcast_flag(self, flag: bool) -> bool:
         """The group's first rank's ``flag`` on every rank (decisions the whole group must take alike)."""
@@ -93,6 +122,29 @@ class SequenceParallel:
     def shard(self, frames: int) -> FrameShard:
         """The layout of one forward's ``frames`` (T) latent frames over the group."""
         return FrameShard(self, frames, -(-frames // self.size))
+
+
+class _AllToAll(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, sp: SequenceParallel, scatter_dim: int, gather_dim: int) -> torch.Tensor:
+        ctx.sp, ctx.dims = sp, (scatter_dim, gather_dim)
+        return sp._all_to_all(x, scatter_dim, gather_dim)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        scatter_dim, gather_dim = ctx.dims
+        return ctx.sp._all_to_all(grad, gather_dim, scatter_dim), None, None, None
+
+
+class _AllGather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, sp: SequenceParallel, dim: int) -> torch.Tensor:
+        ctx.sp, ctx.dim = sp, dim
+        return sp._all_gather(x, dim)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return ctx.sp._reduce_scatter(grad, ctx.dim), None, None
 
 
 @dataclass(frozen=True)
@@ -201,9 +253,42 @@ def new_groups(size: int, device: torch.device | str = "cpu") -> SequenceParalle
     return SequenceParallel(mine, rank % size, size, torch.device(device))
 
 
+def configured_size(cfg: Mapping, audio_only_run: str) -> int:
+    """The config's ``sp_size``, checked before anything is built: above 1 it needs a VASTDiT3 that runs
+    video. ``audio_only_run`` names an ``audio_only`` run in the error (e.g. ``audio-only generation``).
+
+    Raises:
+        ConfigError: not a positive integer, or a model or run that has no video frames to shard.
+    """
+    size = int(cfg.get("sp_size", 1))
+    if size < 1:
+        raise ConfigError(f"sp_size must be a positive integer, got {size}")
+    if size > 1:
+        model_type = str(cfg["model"]["type"])
+        if not model_type.startswith("VASTDiT3-") or cfg.get("audio_only", False):
+            what = audio_only_run if cfg.get("audio_only", False) else f"model {model_type}"
+            raise ConfigError(f"--sp-size {size}: sequence parallelism shards the video frames of a VASTDiT3; "
+                              f"{what} cannot use it")
+    return size
+
+
+def groups_of(size: int, world_size: int, device: torch.device | str = "cpu") -> SequenceParallel | None:
+    """This process's SP group of ``size`` (None for 1); collective over every process.
+
+    Raises:
+        ConfigError: ``size`` does not divide ``world_size``.
+    """
+    if size == 1:
+        return None
+    if world_size % size:
+        raise ConfigError(f"--sp-size {size} must divide the number of processes ({world_size})")
+    return new_groups(size, device)
+
+
 def enable_sequence_parallel(model: nn.Module, sp: SequenceParallel | None) -> None:
     """Make ``model`` (a VASTDiT3 with video blocks) shard its video frames over ``sp``'s group in every
-    forward; None turns it off. Every rank of the group must hold the same weights and get the same inputs.
+    forward; None turns it off. Every rank of the group must hold the same weights and get the same inputs
+    (in training: the same batch, noise and timesteps).
 
     Raises:
         TypeError: the model is not a VASTDiT3 that generates video.

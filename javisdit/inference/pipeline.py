@@ -34,7 +34,7 @@ from mmengine.config import Config
 from tqdm import tqdm
 
 from javisdit.distributed import ProcessInfo, init_distributed, shutdown
-from javisdit.distributed.sequence_parallel import SequenceParallel, enable_sequence_parallel, new_groups
+from javisdit.distributed.sequence_parallel import configured_size, enable_sequence_parallel, groups_of
 from javisdit.errors import ConfigError, UserError
 from javisdit.inference.conditioning import (
     Condition,
@@ -268,33 +268,14 @@ def run(cfg: Config) -> RunReport:
 
 def _check_sequence_parallel(cfg: Config) -> None:
     """``sp_size`` > 1 needs a VASTDiT3 that generates video (checked before anything is built)."""
-    size = int(cfg.get("sp_size", 1))
-    if size == 1:
-        return
-    if size < 1:
-        raise ConfigError(f"sp_size must be a positive integer, got {size}")
-    model_type = str(cfg.model["type"])
-    if not model_type.startswith("VASTDiT3-") or cfg.get("audio_only", False):
-        what = "audio-only generation" if cfg.get("audio_only", False) else f"model {model_type}"
-        raise ConfigError(f"--sp-size {size}: sequence parallelism shards the video frames of a VASTDiT3; "
-                          f"{what} cannot use it")
-    if cfg.get("compile", False):  # collectives inside compiled blocks: not tried
+    size = configured_size(cfg, "audio-only generation")
+    if size > 1 and cfg.get("compile", False):  # collectives inside compiled blocks: not tried
         raise ConfigError(f"--sp-size {size} cannot be combined with --compile")
-
-
-def _sequence_parallel(cfg: Config, info: ProcessInfo) -> SequenceParallel | None:
-    """This process's SP group (None without sequence parallelism); collective over every process."""
-    size = int(cfg.get("sp_size", 1))
-    if size == 1:
-        return None
-    if info.world_size % size:
-        raise ConfigError(f"--sp-size {size} must divide the number of processes ({info.world_size})")
-    return new_groups(size, info.device)
 
 
 def _run(cfg: Config, info: ProcessInfo, prompts: list[Prompt], clip: tuple[int, int, int], save_dir: Path,
          report: RunReport) -> None:
-    sp = _sequence_parallel(cfg, info)
+    sp = groups_of(int(cfg.get("sp_size", 1)), info.world_size, info.device)
     # Data parallelism over the SP groups (each process is a group of its own without SP).
     group, groups = (info.rank, info.world_size) if sp is None else (info.rank // sp.size, info.world_size // sp.size)
     writes = sp is None or sp.rank == 0

@@ -13,6 +13,12 @@ Every ``log_every`` steps the metrics, every ``ckpt_every`` steps a checkpoint, 
 
 The process group's collectives time out after ``dist_timeout`` minutes; while rank 0 writes a
 checkpoint the others wait up to ``ckpt_timeout`` minutes on a separate gloo group.
+
+With ``sp_size`` P > 1 (diffusion stages with a VASTDiT3 that trains video) groups of P consecutive
+processes train each batch together, its video frames sharded over them
+(``javisdit.distributed.sequence_parallel``): the ranks of a group read the same batch and draw the same
+noise, timesteps and drops (the data are shared out over the groups, and per-step seeds follow the
+group), and the booster's average over all processes gives the right gradient unchanged.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from javisdit.datasets.dataloader import build_dataloader
 from javisdit.datasets.sampler import StatefulDistributedSampler
 from javisdit.distributed import ProcessInfo, init_distributed, shutdown, wait_group
 from javisdit.distributed.booster import Accelerator, all_reduce_sum, check_optimizer, make_accelerator
+from javisdit.distributed.sequence_parallel import configured_size, enable_sequence_parallel, groups_of
 from javisdit.errors import ConfigError, UserError
 from javisdit.registry import DATASETS, build_module
 from javisdit.training.checkpoint import (
@@ -120,15 +127,15 @@ def _log_to_file(exp_dir: Path) -> logging.Handler:
     return handler
 
 
-def _build_data(cfg: Config, info: ProcessInfo):
-    """(loader, sampler, per-sample-seed function) for a CSV dataset or a feature folder."""
+def _build_data(cfg: Config, replicas: int, rank: int, pin_memory: bool):
+    """(loader, sampler) for a CSV dataset or a feature folder, this process's share of ``replicas``."""
     dataset_cfg = dict(cfg.dataset)
     kind = dataset_cfg.get("type")
     if kind == "BatchFeatureDataset":
         if not cfg.get("load_va_features"):
             raise ConfigError("dataset BatchFeatureDataset reads pre-extracted latents: set load_va_features=True")
         dataset = build_module(dataset_cfg, DATASETS)
-        sampler = StatefulDistributedSampler(len(dataset), info.world_size, info.rank, seed=cfg.seed)
+        sampler = StatefulDistributedSampler(len(dataset), replicas, rank, seed=cfg.seed)
         workers = int(cfg.num_workers)
         extra = dict(persistent_workers=True, multiprocessing_context="forkserver",
                      prefetch_factor=cfg.prefetch_factor) if workers else {}
@@ -140,8 +147,8 @@ def _build_data(cfg: Config, info: ProcessInfo):
         raise ConfigError(f"dataset {kind} needs a bucket_config")
     dataset = build_module(dataset_cfg, DATASETS, audio_cfg=cfg.get("audio_cfg"))
     loader, sampler = build_dataloader(dataset, cfg.bucket_config, seed=cfg.seed, num_workers=int(cfg.num_workers),
-                                       prefetch_factor=cfg.prefetch_factor, num_replicas=info.world_size,
-                                       rank=info.rank, pin_memory=info.device.type == "cuda")
+                                       prefetch_factor=cfg.prefetch_factor, num_replicas=replicas, rank=rank,
+                                       pin_memory=pin_memory)
     return loader, sampler
 
 
@@ -201,8 +208,13 @@ class Trainer:
     def __init__(self, cfg: Config, stage: DiffusionStage | PriorStage | AutoencoderStage):
         self.cfg, self.stage = cfg, stage
         _check_config(cfg)
+        # sp_size is a key of scripts/train.py's configs only (the config check rejects it elsewhere)
+        sp_size = configured_size(cfg, "audio-only training") if isinstance(stage, DiffusionStage) else 1
         self.info = init_distributed(timeout_minutes=float(cfg.dist_timeout))
         _threads(self.info)
+        # Data parallelism over the sequence-parallel groups (each process a group of its own without SP).
+        self.sp = groups_of(sp_size, self.info.world_size, self.info.device)
+        self.dp_rank, self.dp_size = self.info.rank // sp_size, self.info.world_size // sp_size
         set_seed(int(cfg.seed))
         self.device = self.info.device
         self.acc: Accelerator = make_accelerator(cfg.plugin, cfg.dtype, self.device, float(cfg.grad_clip or 0.0),
@@ -217,10 +229,11 @@ class Trainer:
         if self.info.is_main:
             (self.exp_dir / "config.txt").write_text(json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
             self._file_log = _log_to_file(self.exp_dir)
-        logger.info("%s in %s: %d process(es) on %s, plugin %s", stage.name, self.exp_dir, self.info.world_size,
-                    self.device.type, self.acc.plugin)
+        logger.info("%s in %s: %d process(es) on %s, plugin %s%s", stage.name, self.exp_dir, self.info.world_size,
+                    self.device.type, self.acc.plugin,
+                    "" if self.sp is None else f", sequence-parallel groups of {sp_size}")
 
-        self.loader, self.sampler = _build_data(cfg, self.info)
+        self.loader, self.sampler = _build_data(cfg, self.dp_size, self.dp_rank, self.device.type == "cuda")
         model = stage.build(self.device, self.acc.dtype)
         if cfg.grad_checkpoint:
             for module in model.modules():
@@ -235,6 +248,11 @@ class Trainer:
         lr_scheduler = LinearWarmupLR(optimizer, int(warmup)) if warmup else None
         self.model, self.optimizer, self.lr_scheduler = self.acc.boost(model, optimizer, lr_scheduler)
         self.module = self.acc.unwrap(self.model)
+        if self.sp is not None:
+            try:
+                enable_sequence_parallel(self.module, self.sp)
+            except TypeError as err:
+                raise ConfigError(f"--sp-size {sp_size}: {err}") from None
         self.module.train()
         self.trainable = {name: p for name, p in self.module.named_parameters() if p.requires_grad}
         self.ema = None
@@ -369,7 +387,7 @@ class Trainer:
         """One optimizer step; returns the reduced metrics (None when the step was skipped)."""
         cfg = self.cfg
         # any global-RNG use left in a step (e.g. a user's module) is then reproducible on resume
-        torch.manual_seed(int(cfg.seed) + 7919 * self.global_step + self.info.rank)
+        torch.manual_seed(int(cfg.seed) + 7919 * self.global_step + self.dp_rank)
         if batch is None:
             report.skipped_steps += 1
             window["skipped_steps"] = window.get("skipped_steps", 0) + 1
@@ -401,9 +419,11 @@ class Trainer:
             self.ema.update()
         end = self._clock()
         values = {name: float(reduced[i]) / world for i, name in enumerate(names)}
-        report.skipped_samples += int(reduced[-3].item())
+        sp = world // self.dp_size  # the ranks of a sequence-parallel group count the same samples
+        samples, skipped = float(reduced[-2]) / sp, float(reduced[-3]) / sp
+        report.skipped_samples += int(skipped)
         for key, value in (("time/forward_backward", fwd_bwd - start), ("time/optimizer", end - fwd_bwd),
-                           ("samples", float(reduced[-2])), ("skipped", float(reduced[-3])), ("steps", 1.0)):
+                           ("samples", samples), ("skipped", skipped), ("steps", 1.0)):
             window[key] = window.get(key, 0.0) + value
         window.update(values)  # the last step's values are logged
         window["grad_norm"] = grad_norm

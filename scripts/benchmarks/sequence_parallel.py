@@ -1,7 +1,7 @@
-"""Sequence parallelism on this machine: one VASTDiT3 forward on 1 process against 2 (gloo), and the bytes
-each rank sends (``javisdit.distributed.sequence_parallel``).
+"""Sequence parallelism on this machine: one VASTDiT3 forward (or, with ``--backward``, forward and backward)
+on 1 process against 2 (gloo), and the bytes each rank sends (``javisdit.distributed.sequence_parallel``).
 
-    python scripts/benchmarks/sequence_parallel.py [--tiny] [--repeats 1]
+    python scripts/benchmarks/sequence_parallel.py [--tiny] [--backward] [--repeats 1]
 
 The case: VASTDiT3 at XL width (1152 channels, 16 heads) and depth 2 on the 240p / 2 s latent (video
 15x30x53 -> 6,075 tokens, audio 56x16 -> 224 tokens), batch 2 (a classifier-free-guidance pair), fp32,
@@ -11,7 +11,10 @@ matmul peak of one thread is measured first. Each run: a warm-up forward whose F
 rank (``torch.utils.flop_counter``, plus the CPU attention kernel it leaves out), then ``--repeats``
 forwards started together after a barrier; a run's time is its slowest rank's best. ``sent`` is the
 payload one rank's collectives send per forward; ``max |diff|`` compares the outputs with the 1-process
-run's.
+run's. ``--backward`` times a training step's forward and backward instead (the loss: the mean square of
+the outputs, computed by every rank from the gathered output) and compares the gradient norm, after
+averaging the ranks' gradients as data-parallel training does, with the 1-process one (relative
+difference).
 """
 
 from __future__ import annotations
@@ -60,7 +63,23 @@ def build_case(name: str):
     return model, inputs
 
 
-def _worker(rank: int, world: int, port: int, case: str, repeats: int, out: dict) -> None:
+def _loss(out: dict):
+    return sum(v.square().mean() for v in out.values())
+
+
+def _grad_norm(model, sp) -> float:
+    """The norm of the gradients averaged over the ranks (as DDP averages them)."""
+    import torch
+    import torch.distributed as dist
+
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    if sp is not None:
+        dist.all_reduce(grads)
+        grads /= sp.size
+    return grads.norm().item()
+
+
+def _worker(rank: int, world: int, port: int, case: str, repeats: int, backward: bool, out: dict) -> None:
     import torch
     import torch.distributed as dist
     from torch.utils.flop_counter import FlopCounterMode
@@ -78,20 +97,30 @@ def _worker(rank: int, world: int, port: int, case: str, repeats: int, out: dict
         if world > 1:
             sp = SequenceParallel.of()
             enable_sequence_parallel(model, sp)
-        with torch.no_grad():
+        def step():
+            if not backward:
+                return model(**inputs)
+            model.zero_grad(set_to_none=True)
+            result = model(**inputs)
+            _loss(result).backward()
+            return result
+
+        with torch.set_grad_enabled(backward):
             with FlopCounterMode(display=False) as counter:
-                model(**inputs)
+                step()
             sent = sp.bytes_sent if sp else 0
             times = []
             for _ in range(repeats):
                 if sp:
                     dist.barrier()
                 start = time.perf_counter()
-                result = model(**inputs)
+                result = step()
                 times.append(time.perf_counter() - start)
             sent = ((sp.bytes_sent if sp else 0) - sent) // repeats
         row = dict(seconds=min(times), flops=counter.get_total_flops(), sent=sent)
-        if rank == 0:
+        if backward:
+            row.update(grad_norm=_grad_norm(model, sp))
+        elif rank == 0:
             row.update(video=result["video"], audio=result["audio"])
         out[rank] = row
     finally:
@@ -105,24 +134,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(case: str, world: int, repeats: int) -> list[dict]:
+def run(case: str, world: int, repeats: int, backward: bool = False) -> list[dict]:
     """Each rank's result of ``world`` processes on ``case``."""
     import torch.multiprocessing as mp
 
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(world, _free_port(), case, repeats, out), nprocs=world)
+        mp.spawn(_worker, args=(world, _free_port(), case, repeats, backward, out), nprocs=world)
         return [out[r] for r in range(world)]
 
 
-HEADER = ("| processes | forward s | speed-up | GFLOP per rank | % of 1-thread peak | MB sent per rank "
-          "| max abs diff |\n|---|---|---|---|---|---|---|")
+def header(backward: bool) -> str:
+    timed, compared = ("fwd+bwd s", "grad norm rel diff") if backward else ("forward s", "max abs diff")
+    return (f"| processes | {timed} | speed-up | GFLOP per rank | % of 1-thread peak | MB sent per rank "
+            f"| {compared} |\n|---|---|---|---|---|---|---|")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="the tiny model on a small latent (seconds)")
     parser.add_argument("--repeats", type=int, default=1, help="timed forwards per run (the best counts)")
+    parser.add_argument("--backward", action="store_true", help="time forward and backward (a training step)")
     args = parser.parse_args(argv)
     case = "tiny" if args.tiny else "mid"
 
@@ -139,15 +171,17 @@ def main(argv=None) -> int:
           f"thread: {peak / 1e9:.1f} GFLOP/s", flush=True)
     print(f"case {case}: {spec['model']}, batch {spec['batch']}, fp32, {tokens[0]:,} video + {tokens[1]:,} audio "
           "tokens per sample", flush=True)
-    print(HEADER, flush=True)
+    print(header(args.backward), flush=True)
     reference = None
     for world in (1, 2):
-        ranks = run(case, world, args.repeats)
+        ranks = run(case, world, args.repeats, args.backward)
         seconds = max(r["seconds"] for r in ranks)
         flops = max(r["flops"] for r in ranks)
         if reference is None:
             reference = dict(ranks[0], seconds=seconds)
             diff = "-"
+        elif args.backward:
+            diff = f"{abs(ranks[0]['grad_norm'] - reference['grad_norm']) / reference['grad_norm']:.2e}"
         else:
             diff = f"{max((ranks[0][k] - reference[k]).abs().max().item() for k in ('video', 'audio')):.2e}"
         cells = [str(world), f"{seconds:.3f}", f"{reference['seconds'] / seconds:.2f}", f"{flops / 1e9:,.1f}",

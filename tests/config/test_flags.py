@@ -218,7 +218,9 @@ def test_scopes_partition_the_flags():
     extract = {f.name for f in flags_for(EXTRACT)}
     common = {f.name for f in FLAGS if f.scope == COMMON}
     assert common == {"--seed", "--dtype"} and common <= inference & training & extract
-    assert inference & training == common | {"--ckpt-path", "--flash-attn", "--layernorm-kernel"}
+    assert inference & training == common | {"--ckpt-path", "--flash-attn", "--layernorm-kernel", "--sp-size"}
+    assert "--sp-size" not in {f.name for f in flags_for(TRAINING, "train_prior")} | {
+        f.name for f in flags_for(TRAINING, "train_vae")}
     assert "--num-frames" in inference - training and "--lr" in training - inference
     assert not set(UNSUPPORTED_FLAGS) & (inference | training)
 

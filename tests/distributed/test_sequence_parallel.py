@@ -1,5 +1,6 @@
 """Sequence parallelism (``javisdit.distributed.sequence_parallel``): the collectives on two gloo processes
-with known values, the 2-process VASTDiT3 forward against the 1-process one, and ``--sp-size`` end to end."""
+with known values, the 2-process VASTDiT3 forward and gradients against the 1-process ones, and
+``--sp-size`` end to end in inference and training."""
 
 from __future__ import annotations
 
@@ -130,10 +131,45 @@ def _forwards(rank: int) -> dict:
         out[name] = dict(reference=reference, parallel=parallel, bytes=sp.bytes_sent - before,
                          config=dict(depth=model.config.depth, hidden=model.config.hidden_size,
                                      heads=model.config.num_heads))
-    try:
-        model(**inputs)  # with autograd on
-    except RuntimeError as err:
-        out["grad_error"] = str(err)
+    return out
+
+
+#: cases whose gradients are compared (padding, masks, heads not divisible by P, the time window)
+GRAD_CASES = ("odd_frames", "x_mask", "heads_not_divisible", "va_time_rope_and_window_odd_frames")
+
+
+def _weighted_loss(out: dict) -> torch.Tensor:
+    """A loss whose gradient differs from token to token (the same weights on every rank)."""
+    g = torch.Generator().manual_seed(5)
+    return sum((out[k] * torch.randn(out[k].shape, generator=g)).sum() for k in ("video", "audio"))
+
+
+def _gradients(rank: int) -> dict:
+    """Per case: the parameter gradients of one process, and the 2-process SP ones averaged over the group as
+    data-parallel training averages them (every rank computes the full loss from the gathered output)."""
+    from javisdit.distributed.sequence_parallel import SequenceParallel, enable_sequence_parallel
+
+    sp = SequenceParallel.of()
+    out = {}
+    for name in GRAD_CASES:
+        kwargs, make = CASES[name]
+        model, inputs = _model(**kwargs), make()  # eval: no caption drop, no dropout
+        _weighted_loss(model(**inputs)).backward()
+        reference = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad(set_to_none=True)
+        enable_sequence_parallel(model, sp)
+        before = sp.bytes_sent
+        loss = _weighted_loss(model(**inputs))
+        forward_bytes = sp.bytes_sent - before
+        loss.backward()
+        local = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        averaged = {}
+        for k, grad in local.items():
+            total = grad.clone()
+            dist.all_reduce(total)
+            averaged[k] = total / sp.size
+        out[name] = dict(reference=reference, local=local, averaged=averaged, loss=loss.item(),
+                         forward_bytes=forward_bytes, backward_bytes=sp.bytes_sent - before - forward_bytes)
     return out
 
 
@@ -141,7 +177,7 @@ def _worker(rank: int, port: int, out: dict) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        out[rank] = dict(collectives=_collectives(rank), forward=_forwards(rank))
+        out[rank] = dict(collectives=_collectives(rank), forward=_forwards(rank), gradients=_gradients(rank))
     finally:
         dist.destroy_process_group()
 
@@ -226,10 +262,28 @@ def test_communication_volume_is_counted(two_ranks):
     assert two_ranks[1]["forward"]["plain"]["bytes"] == got["bytes"]
 
 
+# ----- training: the backward ----------------------------------------------------------------------------
+
+
 @pytest.mark.dist
-def test_sequence_parallel_forward_refuses_autograd(two_ranks):
-    assert two_ranks[0]["forward"]["grad_error"] == ("sequence parallelism is implemented for inference only: call "
-                                                     "the model under torch.no_grad()")
+@pytest.mark.parametrize("case", GRAD_CASES)
+def test_two_process_gradients_average_to_the_one_process_gradient(two_ranks, case):
+    zero, one = two_ranks[0]["gradients"][case], two_ranks[1]["gradients"][case]
+    reference = zero["reference"]
+    assert reference.keys() == zero["averaged"].keys() == one["averaged"].keys()
+    assert len(reference) > 100  # every block's weights get a gradient
+    assert zero["loss"] == one["loss"]  # both ranks compute the full loss from the gathered output
+    for name, grad in reference.items():
+        # within 1e-5 of each tensor's largest entry (elementwise tolerances would trip over the key biases,
+        # whose true gradient is 0: softmax ignores a shift shared by all keys, so theirs is rounding noise)
+        error = (zero["averaged"][name] - grad).abs().max().item()
+        assert error <= 1e-5 * grad.abs().max().item(), (name, error)
+        assert torch.equal(zero["averaged"][name], one["averaged"][name])
+    # the ranks' own gradients differ where the video tokens are sharded (each holds its frames' share) ...
+    assert not torch.allclose(zero["local"]["x_embedder.proj.weight"], one["local"]["x_embedder.proj.weight"])
+    # ... and the backward sends what the forward sent: the reverse all-to-all as much as the all-to-all,
+    # the reduce-scatter of a gathered gradient (P-1)/P of P shards, as the all-gather's P-1 copies of one
+    assert zero["backward_bytes"] == zero["forward_bytes"] > 0
 
 
 # ----- inference --------------------------------------------------------------------------------------------
@@ -294,11 +348,91 @@ def test_sp_size_errors_are_one_line(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.dist
-def test_benchmark_tiny_mode(run_script):
-    result = run_script("benchmarks/sequence_parallel.py", "--tiny", timeout=120)
+@pytest.mark.parametrize("backward", [False, True])
+def test_benchmark_tiny_mode(run_script, backward):
+    result = run_script("benchmarks/sequence_parallel.py", "--tiny", *(["--backward"] if backward else []),
+                        timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert ("| fwd+bwd s |" in result.stdout) is backward and ("grad norm rel diff" in result.stdout) is backward
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [row.split("|")[1].strip() for row in rows] == ["1", "2"]
     cells = rows[1].split("|")
-    assert float(cells[-2]) < 1e-4  # max |difference| from the 1-process output
+    assert float(cells[-2]) < 1e-4  # max |difference| from the 1-process output, or of the gradient norm
     assert float(cells[-3].replace(",", "")) > 0  # MB sent per rank
+
+
+# ----- training ---------------------------------------------------------------------------------------------
+
+STAGE3 = str(REPO / "configs" / "tiny" / "stage3_jav.py")
+
+
+def _metrics(outputs) -> list[dict]:
+    (run,) = [p for p in outputs.iterdir() if p.is_dir()]
+    import json
+
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+def test_torchrun_training_with_sp_size_2_follows_the_run_without(synthetic_data, tmp_path):
+    """Stage 3 (tiny, fp32, DDP on gloo; 17 frames are 5 latent frames: 3 on one rank, 2 and a padding frame
+    on the other): 2 processes with --sp-size 2 train as 1 process does, and 4 processes (2 groups of 2) as
+    2 plain data-parallel ones."""
+    import pandas as pd
+
+    table = pd.read_csv(synthetic_data["stage3_jav"])
+    base = synthetic_data["stage3_jav"].parent
+    for column in [c for c in table.columns if c == "path" or c.endswith("_path")]:
+        table[column] = [str(base / p) for p in table[column]]
+    data = {2: tmp_path / "two.csv", 4: tmp_path / "four.csv"}  # one batch of two clips per data-parallel rank
+    table.head(2).to_csv(data[2], index=False)
+    pd.concat([table, table.head(1)]).to_csv(data[4], index=False)
+    common = [STAGE3, "--lr", "1e-3", "--warmup-steps", "1", "--cfg-options", "epochs=3",
+              "model.prior_attn_batch_union=False"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    script = str(REPO / "scripts" / "train.py")
+
+    def torchrun(n: int) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_port",
+                str(_free_port()), script]
+
+    runs = {"one": ([sys.executable, script], 2, []), "sp2": (torchrun(2), 2, ["--sp-size", "2"]),
+            "dp2": (torchrun(2), 4, []), "dp2_sp2": (torchrun(4), 4, ["--sp-size", "2"])}
+    metrics, logs = {}, {}
+    for name, (launch, clips, extra) in runs.items():
+        result = subprocess.run([*launch, *common, *extra, "--data-path", str(data[clips]), "--outputs",
+                                 str(tmp_path / name)], env=env, capture_output=True, text=True, timeout=280)
+        assert result.returncode == 0, result.stderr[-3000:]
+        metrics[name] = _metrics(tmp_path / name)
+        logs[name] = next((tmp_path / name).glob("*/log.txt")).read_text()
+    assert "2 process(es) on cpu, plugin ddp, sequence-parallel groups of 2" in logs["sp2"]
+    assert "4 process(es) on cpu, plugin ddp, sequence-parallel groups of 2" in logs["dp2_sp2"]
+    assert "sequence-parallel" not in logs["dp2"]
+    for plain, parallel in (("one", "sp2"), ("dp2", "dp2_sp2")):
+        a, b = metrics[plain], metrics[parallel]
+        assert len(a) == len(b) == 3
+        for x, y in zip(a, b):
+            assert x["loss"] == pytest.approx(y["loss"], rel=1e-6)
+            assert x["loss/video"] == pytest.approx(y["loss/video"], rel=1e-6)
+            assert x["grad_norm"] == pytest.approx(y["grad_norm"], rel=1e-5)
+    # the ranks of a group count their batch once: 2 clips a step, 4 with two groups
+    for name, clips in (("sp2", 2), ("dp2_sp2", 4)):
+        assert all(m["samples_per_s"] / m["steps_per_s"] == pytest.approx(clips) for m in metrics[name])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([STAGE3, "--sp-size", "2"], "error: --sp-size 2 must divide the number of processes (1)"),
+        ([str(REPO / "configs" / "tiny" / "stage1_audio.py"), "--sp-size", "2"],
+         ("error: --sp-size 2: sequence parallelism shards the video frames of a VASTDiT3; audio-only training "
+          "cannot use it")),
+    ],
+)
+def test_training_sp_size_errors_are_one_line(synthetic_data, tmp_path, capsys, argv, message):
+    code = cli.main("train", [*argv, "--data-path", str(synthetic_data["stage3_jav"]), "--outputs",
+                              str(tmp_path / "runs")])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == message
+    assert not (tmp_path / "runs").exists()

@@ -5,7 +5,7 @@ after the spatial and temporal blocks of both towers, each tower cross-attends t
 (spatial then temporal), then the towers exchange information through bidirectional video-audio
 cross-attention. Shape legend: video latent [B, 4, Tx, Hx, Wx] -> tokens [B, T·S, C]; audio latent
 [B, 8, Ta, Mx] (Mx mel bins) -> tokens [B, R·M, C] with ``R = Ta / 4`` time and ``M = Mx`` frequency
-tokens; priors [B, Ns | Nt, Cp]. For inference over several processes the video frames can be sharded
+tokens; priors [B, Ns | Nt, Cp]. Over several processes (inference and training) the video frames can be sharded
 (``javisdit.distributed.sequence_parallel``); the model then holds this rank's ``Tv`` of the ``T`` frames.
 """
 
@@ -58,7 +58,7 @@ class VASTDiT3(STDiT3):
         # Ablation switch (inference; the sync benchmark's rows): names of ``SYNC_MODULES`` whose blocks the
         # forward skips, as if the model had been built without them. Empty: the model as trained.
         self.skip_sync: frozenset[str] = frozenset()
-        # Inference across processes (``javisdit.distributed.sequence_parallel.enable_sequence_parallel``):
+        # Sequence parallelism (``javisdit.distributed.sequence_parallel.enable_sequence_parallel``):
         # the video frames of each sample are sharded over this group. None: one process computes all.
         self.sequence_parallel: SequenceParallel | None = None
         # The audio null caption starts equal to the video one (two buffers, not an alias).
@@ -292,9 +292,6 @@ class VASTDiT3(STDiT3):
                      ) -> tuple[FrameShard, torch.Tensor, torch.Tensor | None]:
         """This rank's frames of the video tokens [B, T·S, C] and of x_mask [B, T] (padding frames: zero
         tokens, True in the mask) -> (shard, [B, Tl·S, C], [B, Tl] or None)."""
-        if torch.is_grad_enabled():
-            raise RuntimeError("sequence parallelism is implemented for inference only: call the model under "
-                               "torch.no_grad()")
         shard = self.sequence_parallel.shard(T)
         return shard, shard.split(tokens), shard.split(x_mask, fill=True)
 
