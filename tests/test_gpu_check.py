@@ -4,7 +4,6 @@ machine without CUDA it says so instead of reporting GPU figures."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,12 +67,15 @@ def test_without_cuda_it_says_so():
     assert "gpu_check: no CUDA device here; nothing to check" in result.stderr
 
 
-@pytest.mark.slow
-def test_compile_adds_a_compiled_row(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--model", "VASTDiT3-tiny", "--skip-tests",
-                             "--repeats", "1", "--compile"], capture_output=True, text=True, timeout=280, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line for line in result.stdout.splitlines() if "bf16 forward" in line]
+def test_compile_adds_a_compiled_row(gpu_check, monkeypatch, capsys):
+    import javisdit.models.compile
+
+    compiled = []  # the blocks' compilation itself is tested in tests/models/test_compile.py
+    monkeypatch.setattr(javisdit.models.compile, "compile_blocks", lambda model: compiled.append(type(model).__name__))
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--device", "cpu", "--model", "VASTDiT3-tiny", "--skip-tests",
+                                      "--repeats", "1", "--compile"])
+    assert gpu_check.main() == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "bf16 forward" in line]
     assert [row.split(" | ")[0].split(", ")[-1].split(" (")[0].strip() for row in rows] == ["eager", "compiled"]
     assert all(row.split(" | ")[1].strip() == "passed" and "bf16 mm peak" in row for row in rows)
+    assert compiled == ["VASTDiT3"]
