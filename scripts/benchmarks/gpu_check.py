@@ -4,7 +4,7 @@ guidance (batch 2), timed, with its FLOPs (``torch.utils.flop_counter``), its MF
 peak measured in the same run (``torch.mm`` of two 8192x8192 matrices) and its peak GPU memory. Prints
 one summary table.
 
-    bash scripts/benchmarks/gpu_check.sh            # or: python scripts/benchmarks/gpu_check.py [--skip-tests]
+    bash scripts/benchmarks/gpu_check.sh    # or: python scripts/benchmarks/gpu_check.py [--skip-tests] [--compile]
 
 Without CUDA it says so and exits with status 1 (``--device cpu --model VASTDiT3-tiny`` runs the forward
 part on the CPU, which the test suite uses to check this script).

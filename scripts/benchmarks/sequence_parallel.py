@@ -153,7 +153,7 @@ def header(backward: bool) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="the tiny model on a small latent (seconds)")
-    parser.add_argument("--repeats", type=int, default=1, help="timed forwards per run (the best counts)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed forwards (steps with --backward) per run; the best counts")
     parser.add_argument("--backward", action="store_true", help="time forward and backward (a training step)")
     args = parser.parse_args(argv)
     case = "tiny" if args.tiny else "mid"
