@@ -63,10 +63,6 @@ def build_case(name: str):
     return model, inputs
 
 
-def _loss(out: dict):
-    return sum(v.square().mean() for v in out.values())
-
-
 def _grad_norm(model, sp) -> float:
     """The norm of the gradients averaged over the ranks (as DDP averages them)."""
     import torch
@@ -84,7 +80,7 @@ def _worker(rank: int, world: int, port: int, case: str, repeats: int, backward:
     import torch.distributed as dist
     from torch.utils.flop_counter import FlopCounterMode
 
-    from backbone import _attention_flops
+    from backbone import _attention_flops, _loss
     from javisdit.distributed.sequence_parallel import SequenceParallel, enable_sequence_parallel
 
     torch.set_num_threads(1)
